@@ -1,0 +1,75 @@
+"""Liveness and readiness: `/api/health` says the process answers, `/ready` that its backends do."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask_smorest import Api, Blueprint
+from marshmallow import Schema, fields
+from sqlalchemy import text
+
+from quantdesk.errors import ServiceUnavailable
+from quantdesk.extensions import Extensions, current_extensions
+from quantdesk.openapi import ErrorOut
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint("health", __name__, url_prefix="/api/health", description="Health checks")
+
+
+class HealthOut(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class ReadyOut(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    checks = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"example": {"database": "ok", "redis": "not_configured"}},
+    )
+
+
+@blp.get("")
+@blp.response(200, HealthOut)
+def health() -> Any:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@blp.get("/ready")
+@blp.response(200, ReadyOut)
+@blp.alt_response(503, schema=ErrorOut, description="A backend is down; see details.checks")
+def ready() -> Any:
+    """Readiness: the database answers, and Redis when configured (503 when one fails)."""
+    checks = run_checks(current_extensions())
+    if any(value != "ok" and value != "not_configured" for value in checks.values()):
+        raise ServiceUnavailable("Not ready: a backend is unavailable.", details={"checks": checks})
+    return {"status": "ok", "checks": checks}
+
+
+def run_checks(ext: Extensions) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        with ext.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means "not ready", never a 500
+        log.warning("readiness: database unavailable: %s", exc)
+        checks["database"] = "unavailable"
+    if ext.settings.REDIS_URL:
+        try:
+            ext.keystore.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            log.warning("readiness: redis unavailable: %s", exc)
+            checks["redis"] = "unavailable"
+    else:
+        checks["redis"] = "not_configured"
+    return checks
+
+
+def register_routes(api: Api) -> None:
+    api.register_blueprint(blp)

@@ -1,0 +1,149 @@
+"""The one typed settings object, from the environment and `.env`; nothing else reads os.environ.
+
+Defaults are the embedded mode (SQLite under ./var, in-process cache, tasks and limits), so
+`quantdesk serve` works with no configuration. Production is setting DATABASE_URL, REDIS_URL and
+friends. Every field is documented in README.md's settings table (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Settings of one QuantDesk process. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    QUANTDESK_ENV: Environment = Field(
+        Environment.DEVELOPMENT,
+        description="development, test or production; production refuses missing secrets",
+    )
+    VAR_DIR: Path = Field(
+        Path("var"), description="folder for the SQLite file, generated secrets and uploads"
+    )
+    DATABASE_URL: str = Field(
+        "",
+        description="SQLAlchemy URL; empty means sqlite:///VAR_DIR/quantdesk.db. "
+        "Production: postgresql+psycopg://user:pass@host:5432/db",
+    )
+    DB_POOL_SIZE: int = Field(10, ge=1, description="connections kept open per process")
+    DB_MAX_OVERFLOW: int = Field(10, ge=0, description="extra connections under load")
+    DB_POOL_RECYCLE_SECONDS: int = Field(1800, ge=1, description="reconnect older connections")
+    REDIS_URL: str = Field(
+        "",
+        description="redis://host:6379/0; when set, cache, rate limits and the token blocklist "
+        "live in Redis, otherwise in-process",
+    )
+    SECRET_KEY: str = Field(
+        "", description="Flask secret; empty in development means generated into VAR_DIR"
+    )
+    JWT_SECRET_KEY: str = Field(
+        "", description="HS256 signing key; empty in development means generated into VAR_DIR"
+    )
+    ACCESS_TOKEN_MINUTES: int = Field(60, ge=1, description="access token lifetime")
+    REFRESH_TOKEN_DAYS: int = Field(30, ge=1, description="refresh token lifetime")
+    PASSWORD_MIN_LENGTH: int = Field(8, ge=8, description="minimum password length")
+    ARGON2_TIME_COST: int = Field(3, ge=1, description="argon2id iterations")
+    ARGON2_MEMORY_KIB: int = Field(65536, ge=8, description="argon2id memory per hash")
+    LOGIN_MAX_FAILURES: int = Field(5, ge=1, description="failed logins before a lock-out")
+    LOGIN_WINDOW_MINUTES: int = Field(15, ge=1, description="window in which failures count")
+    LOGIN_LOCKOUT_MINUTES: int = Field(15, ge=1, description="how long a locked account waits")
+    AUTH_RATE_LIMIT: str = Field(
+        "20 per minute",
+        description="limit per client address on register, login, refresh and reset-password",
+    )
+    RATELIMIT_ENABLED: bool = Field(True, description="switch all rate limits off (never in prod)")
+    RESET_TOKEN_MINUTES: int = Field(30, ge=1, description="password-reset token lifetime")
+    PASSWORD_RESET_URL: str = Field(
+        "http://127.0.0.1:5173/reset-password?token={token}",
+        description="link mailed for a reset; {token} is replaced",
+    )
+    SMTP_HOST: str = Field("", description="mail server; empty means mail goes to log + outbox")
+    SMTP_PORT: int = Field(587, ge=1, le=65535, description="mail server port")
+    SMTP_USERNAME: str = Field("", description="SMTP login, if the server needs one")
+    SMTP_PASSWORD: str = Field("", description="SMTP password")
+    SMTP_USE_TLS: bool = Field(True, description="STARTTLS before login")
+    SMTP_TIMEOUT_SECONDS: float = Field(10.0, gt=0, description="SMTP connect/send timeout")
+    MAIL_FROM: str = Field("QuantDesk <noreply@quantdesk.local>", description="sender address")
+    CORS_ORIGINS: str = Field(
+        "http://localhost:5173,http://127.0.0.1:5173",
+        description="comma-separated origins allowed to call the API from a browser",
+    )
+    MAX_CONTENT_MB: int = Field(16, ge=1, description="largest request body; bigger gives 413")
+    LOG_LEVEL: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    LOG_FORMAT: str = Field("json", pattern="^(json|text)$", description="json or text")
+    TASKS_EAGER: bool = Field(
+        False, description="run background tasks inline (tests); otherwise a thread pool / Celery"
+    )
+    TASK_WORKERS: int = Field(4, ge=1, description="threads of the in-process task executor")
+    TRUSTED_PROXIES: int = Field(
+        0, ge=0, description="number of reverse proxies whose X-Forwarded-For is believed"
+    )
+
+    @field_validator("DATABASE_URL", "REDIS_URL", "SMTP_HOST")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _refuse_missing_secrets_in_production(self) -> Settings:
+        if self.QUANTDESK_ENV is Environment.PRODUCTION:
+            missing = [
+                name
+                for name in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"production needs these settings: {', '.join(missing)}")
+            if len(self.JWT_SECRET_KEY) < 32:
+                raise ValueError("JWT_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{(self.VAR_DIR / 'quantdesk.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
+
+    def secret(self, name: str) -> str:
+        """A configured secret, or one generated once into VAR_DIR outside production.
+
+        Generated secrets survive restarts (tokens stay valid) without a default secret in code.
+        """
+        value: str = getattr(self, name)
+        if value:
+            return value
+        path = self.VAR_DIR / f".{name.lower()}"
+        if path.exists():
+            return path.read_text().strip()
+        self.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and `.env`, with explicit overrides on top (tests, CLI)."""
+    return Settings(**overrides)

@@ -1,0 +1,223 @@
+"""HTTP plumbing shared by every route: the error shape, request ids, security headers, 415s.
+
+Every error leaves the API as `{"error": {"code", "message", "details"}}` (API.md), whatever
+raised it: a domain error from a service, a werkzeug HTTP exception, a schema validation error
+from webargs, a rate limit, or a bug (500, logged with the request id, no stack trace sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, Response, g, jsonify, request
+from flask_limiter.errors import RateLimitExceeded
+from werkzeug.exceptions import HTTPException
+
+from quantdesk.errors import APIError, UnsupportedMediaType
+from quantdesk.logs import request_id_var
+
+log = logging.getLogger("quantdesk.http")
+access_log = logging.getLogger("quantdesk.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# Stable codes for the statuses API.md names; anything else falls back to a slug of its name.
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires_json(view: F) -> F:
+    """Mark a view whose body must be JSON: any other content type with a body gives 415."""
+    view._requires_json = True  # type: ignore[attr-defined]
+    return view
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = {
+        "error": {
+            "code": code or _CODES.get(status, "error"),
+            "message": message,
+            "details": details or {},
+        }
+    }
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _webargs_details(exc: HTTPException) -> dict[str, Any]:
+    """Field messages from a webargs/marshmallow error, keyed by field, without the location."""
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages") if isinstance(data, dict) else None
+    if not isinstance(messages, dict):
+        return {}
+    if len(messages) == 1:
+        (inner,) = messages.values()
+        if isinstance(inner, dict):
+            return inner
+    return messages
+
+
+def _handle_api_error(exc: APIError) -> Response:
+    return error_response(
+        exc.status, exc.message, code=exc.code, details=exc.details, headers=exc.headers
+    )
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    headers = dict(exc.get_headers())  # keeps Allow on 405 and Retry-After where set
+    headers.pop("Content-Type", None)
+    details = _webargs_details(exc)
+    message = exc.description or exc.name
+    if status == 422:
+        message = "The request has invalid fields."
+    elif status == 400 and details:
+        message = "The request body is not valid JSON."
+    elif status == 405:
+        message = f"Method {request.method} is not allowed here."
+    if isinstance(exc, RateLimitExceeded):
+        retry_after = _retry_after_seconds(exc)
+        headers["Retry-After"] = str(retry_after)
+        message = f"Too many requests: limit is {exc.limit.limit}. Retry in {retry_after} s."
+        details = {"retry_after": retry_after}
+    return error_response(status, message, details=details, headers=headers)
+
+
+def _retry_after_seconds(exc: RateLimitExceeded) -> int:
+    # The window length bounds the wait; Flask-Limiter's header hook then writes the exact
+    # seconds left in the window over it (RATELIMIT_HEADERS_ENABLED).
+    return max(1, int(exc.limit.limit.get_expiry()))
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return _handle_http_exception(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(
+        500,
+        "Internal server error. Quote the request id when reporting it.",
+        details={"request_id": request_id_var.get()},
+    )
+
+
+def _assign_request_id() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = request_id
+    g.request_started = time.perf_counter()
+    g.request_id_token = request_id_var.set(request_id)
+
+
+def _check_content_type() -> None:
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    view = _current_view()
+    if not getattr(view, "_requires_json", False):
+        return
+    has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    )
+    if has_body and not request.is_json:
+        raise UnsupportedMediaType(
+            "This endpoint takes a JSON body: send Content-Type: application/json.",
+            details={"content_type": request.mimetype or None},
+        )
+
+
+def _current_view() -> Any:
+    from flask import current_app
+
+    if request.url_rule is None:
+        return None
+    return current_app.view_functions.get(request.url_rule.endpoint)
+
+
+_DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+)
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def _finish_response(response: Response) -> Response:
+    request_id = g.get("request_id")
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    is_docs = request.path.startswith("/api/docs")
+    headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _API_CSP)
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if request.path.startswith("/api/auth"):
+        headers["Cache-Control"] = "no-store"
+    started = g.get("request_started")
+    if started is not None:
+        access_log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "remote_addr": request.remote_addr,
+            },
+        )
+    return response
+
+
+def _reset_request_id(_exc: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        request_id_var.reset(token)
+
+
+def install_request_hooks(app: Flask) -> None:
+    """Request id, 415 check, security headers, access log; call before other extensions."""
+    app.before_request(_assign_request_id)
+    app.before_request(_check_content_type)
+    app.after_request(_finish_response)
+    app.teardown_request(_reset_request_id)
+
+
+def install_error_handlers(app: Flask) -> None:
+    """The one error shape; call after every extension's own init_app so ours win."""
+    app.register_error_handler(APIError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)
