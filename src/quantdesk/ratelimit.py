@@ -39,7 +39,8 @@ def build_limiter(app: Flask, settings: Settings) -> Limiter:
         if settings.REDIS_URL
         else {},
         RATELIMIT_STRATEGY="moving-window",
-        RATELIMIT_HEADERS_ENABLED=True,
+        # Off: it would put Retry-After on every response; web.py sets it on 429s only.
+        RATELIMIT_HEADERS_ENABLED=False,
         RATELIMIT_KEY_PREFIX="quantdesk",
     )
     limiter = Limiter(key_func=client_address, app=app)

@@ -8,6 +8,7 @@ from webargs, a rate limit, or a bug (500, logged with the request id, no stack 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
@@ -16,9 +17,10 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, g, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
+from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from quantdesk.errors import APIError, UnsupportedMediaType
+from quantdesk.errors import APIError, Invalid, UnsupportedMediaType
 from quantdesk.logs import request_id_var
 
 log = logging.getLogger("quantdesk.http")
@@ -114,9 +116,14 @@ def _handle_http_exception(exc: HTTPException) -> Response:
 
 
 def _retry_after_seconds(exc: RateLimitExceeded) -> int:
-    # The window length bounds the wait; Flask-Limiter's header hook then writes the exact
-    # seconds left in the window over it (RATELIMIT_HEADERS_ENABLED).
-    return max(1, int(exc.limit.limit.get_expiry()))
+    """Seconds until the limit admits a request again; at most the limit's window."""
+    from quantdesk.extensions import current_extensions
+
+    window = max(1, int(exc.limit.limit.get_expiry()))
+    current = current_extensions().limiter.current_limit
+    if current is None:
+        return window
+    return min(window, max(1, math.ceil(current.reset_at - time.time())))
 
 
 def _handle_unexpected(exc: Exception) -> Response:
@@ -152,6 +159,46 @@ def _check_content_type() -> None:
             "This endpoint takes a JSON body: send Content-Type: application/json.",
             details={"content_type": request.mimetype or None},
         )
+
+
+def _refuse_nul_characters() -> None:
+    """Refuse text with NUL characters: PostgreSQL cannot store them (it would be a 500)."""
+    bad = sorted(name for name, value in request.args.items(multi=True) if "\x00" in value)
+    if request.is_json and b"\\u0000" in request.get_data(cache=True):
+        body = request.get_json(silent=True)
+        bad += sorted(_paths_with_nul(body, ""))
+    if bad:
+        raise Invalid(
+            "Text may not contain NUL characters.",
+            details={name or "_body": ["Contains a NUL character."] for name in bad},
+        )
+
+
+def _paths_with_nul(value: Any, path: str) -> list[str]:
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, list):
+        return [found for item in value for found in _paths_with_nul(item, path)]
+    if not isinstance(value, dict):
+        return []
+    found: list[str] = []
+    for key, item in value.items():
+        child = f"{path}.{key}" if path else str(key)
+        if "\x00" in str(key):
+            found.append(child)
+        found += _paths_with_nul(item, child)
+    return found
+
+
+def _handle_integrity_error(exc: IntegrityError) -> Response:
+    # Services check uniqueness first; this catches the race between two equal requests.
+    log.warning("integrity error turned into 409: %s", exc.orig)
+    return error_response(409, "The request conflicts with existing data.")
+
+
+def _handle_data_error(exc: DataError) -> Response:
+    log.warning("data error turned into 422: %s", exc.orig)
+    return error_response(422, "A value is out of range or of the wrong kind for storage.")
 
 
 def _current_view() -> Any:
@@ -212,6 +259,7 @@ def install_request_hooks(app: Flask) -> None:
     """Request id, 415 check, security headers, access log; call before other extensions."""
     app.before_request(_assign_request_id)
     app.before_request(_check_content_type)
+    app.before_request(_refuse_nul_characters)
     app.after_request(_finish_response)
     app.teardown_request(_reset_request_id)
 
@@ -219,5 +267,7 @@ def install_request_hooks(app: Flask) -> None:
 def install_error_handlers(app: Flask) -> None:
     """The one error shape; call after every extension's own init_app so ours win."""
     app.register_error_handler(APIError, _handle_api_error)
+    app.register_error_handler(IntegrityError, _handle_integrity_error)
+    app.register_error_handler(DataError, _handle_data_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

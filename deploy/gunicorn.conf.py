@@ -1,0 +1,25 @@
+"""gunicorn settings for production: `gunicorn -c deploy/gunicorn.conf.py quantdesk.wsgi:app`.
+
+Any of these can be overridden on the command line (e.g. `--bind 127.0.0.1:8000 --workers 2`)
+or with GUNICORN_CMD_ARGS. The app itself is configured by QuantDesk's settings (README).
+"""
+
+import multiprocessing
+
+bind = "0.0.0.0:8000"
+# Threads serve the I/O-bound API well; CPU-heavy work (backtests) runs in Celery workers.
+worker_class = "gthread"
+workers = min(2 * multiprocessing.cpu_count() + 1, 9)
+threads = 4
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then so a slow leak cannot grow without bound.
+max_requests = 2000
+max_requests_jitter = 200
+# QuantDesk writes its own JSON access line per request (with the request id).
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+# Behind nginx: trust X-Forwarded-* only from the proxy (set TRUSTED_PROXIES=1 for the app too).
+forwarded_allow_ips = "127.0.0.1"

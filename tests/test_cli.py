@@ -1,0 +1,193 @@
+"""The `quantdesk` command and the two ways of serving: the dev server and gunicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from quantdesk.cli import main
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+
+BIN = Path(sys.executable).parent
+
+
+def _env(**values: str) -> dict[str, str]:
+    """A clean environment for a child process: no setting leaks in from the test machine."""
+    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
+    return {
+        **keep,
+        "LOG_LEVEL": "WARNING",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "8",
+        **values,
+    }
+
+
+def test_init_db_is_idempotent(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = _env(VAR_DIR=str(tmp_path), DATABASE_URL="")
+    for _ in range(2):
+        result = runner.invoke(main, ["init-db"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "database ready" in result.output
+    assert (tmp_path / "quantdesk.db").exists()
+
+
+def test_create_admin_creates_then_promotes(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = _env(VAR_DIR=str(tmp_path), DATABASE_URL="")
+    args = ["create-admin", "--username", "boss", "--email", "boss@example.com"]
+    created = runner.invoke(main, [*args, "--password", "a long admin password"], env=env)
+    assert created.exit_code == 0, created.output
+    assert "created boss" in created.output
+    assert "admin" in created.output
+    again = runner.invoke(main, args, env=env)
+    assert again.exit_code == 0, again.output
+    assert "granted admin to boss" in again.output
+    prompted = runner.invoke(
+        main,
+        ["create-admin", "--username", "eve", "--email", "eve@example.com"],
+        env=env,
+        input="another long pw\nanother long pw\n",
+    )
+    assert prompted.exit_code == 0, prompted.output
+    short = runner.invoke(
+        main,
+        ["create-admin", "--username", "tiny", "--email", "t@example.com", "--password", "x"],
+        env=env,
+    )
+    assert short.exit_code != 0
+    assert "too short" in short.output
+
+
+def test_invalid_settings_are_a_clear_cli_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["init-db"], env=_env(VAR_DIR=str(tmp_path), ACCESS_TOKEN_MINUTES="zero")
+    )
+    assert result.exit_code != 0
+    assert "ACCESS_TOKEN_MINUTES" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _running(argv: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    pytest.fail(f"server did not start: {output}")
+                time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _post_json(url: str, body: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.slow
+def test_serve_applies_migrations_and_serves_twice(tmp_path: Path) -> None:
+    env = _env(VAR_DIR=str(tmp_path))
+    for attempt in range(2):  # the second start finds everything in place
+        port = _free_port()
+        argv = [str(BIN / "quantdesk"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        with _running(argv, env, port):
+            status, body = _post_json(
+                f"http://127.0.0.1:{port}/api/auth/register",
+                f'{{"username": "user{attempt}", "email": "u{attempt}@example.com", '
+                '"password": "long enough pw"}',
+            )
+            assert status == 201, body
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready") as ready:
+                assert ready.status == 200
+    assert (tmp_path / "quantdesk.db").exists()
+
+
+@pytest.fixture
+def gunicorn_database() -> Iterator[str]:
+    url = make_url(TEST_DATABASE_URL).set(database="quantdesk_test_gunicorn")
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_production_mode(
+    tmp_path: Path, repo_root: Path, gunicorn_database: str
+) -> None:
+    env = _env(
+        QUANTDESK_ENV="production",
+        DATABASE_URL=gunicorn_database,
+        REDIS_URL=TEST_REDIS_URL,
+        SECRET_KEY="s" * 40,
+        JWT_SECRET_KEY="j" * 40,
+        VAR_DIR=str(tmp_path),
+    )
+    init = subprocess.run([str(BIN / "quantdesk"), "init-db"], env=env, capture_output=True)
+    assert init.returncode == 0, init.stderr
+    port = _free_port()
+    argv = [
+        str(BIN / "gunicorn"),
+        "-c",
+        str(repo_root / "deploy" / "gunicorn.conf.py"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "quantdesk.wsgi:app",
+    ]
+    with _running(argv, env, port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready") as ready:
+            assert b'"redis":"ok"' in ready.read().replace(b" ", b"")
+        status, body = _post_json(
+            f"http://127.0.0.1:{port}/api/auth/register",
+            '{"username": "gun", "email": "gun@example.com", "password": "long enough pw"}',
+        )
+        assert status == 201, body
+        # Both workers share the database and Redis: several log-ins all succeed.
+        for _ in range(4):
+            status, body = _post_json(
+                f"http://127.0.0.1:{port}/api/auth/login",
+                '{"username": "gun", "password": "long enough pw"}',
+            )
+            assert status == 200, body
