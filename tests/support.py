@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 PASSWORD = "correct horse battery"
+BIN = Path(sys.executable).parent  # the venv's console scripts: quantdesk, gunicorn
 _counter = itertools.count(1)
 
 
@@ -94,3 +106,57 @@ class Api:
         account.access_token = body["access_token"]
         account.refresh_token = body["refresh_token"]
         return account
+
+
+# ---------------------------------------------------------------- real server processes
+
+
+def server_env(**values: str) -> dict[str, str]:
+    """A clean environment for a child process: no setting leaks in from the test machine."""
+    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
+    return {
+        **keep,
+        "LOG_LEVEL": "WARNING",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "8",
+        **values,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_server(
+    argv: list[str], env: dict[str, str], port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    pytest.fail(f"server did not start: {output}")
+                time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def post_json(url: str, body: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()

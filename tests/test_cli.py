@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,25 +15,12 @@ from sqlalchemy.engine import make_url
 
 from quantdesk.cli import main
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
-
-BIN = Path(sys.executable).parent
-
-
-def _env(**values: str) -> dict[str, str]:
-    """A clean environment for a child process: no setting leaks in from the test machine."""
-    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
-    return {
-        **keep,
-        "LOG_LEVEL": "WARNING",
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "8",
-        **values,
-    }
+from tests.support import BIN, free_port, post_json, running_server, server_env
 
 
 def test_init_db_is_idempotent(tmp_path: Path) -> None:
     runner = CliRunner()
-    env = _env(VAR_DIR=str(tmp_path), DATABASE_URL="")
+    env = server_env(VAR_DIR=str(tmp_path), DATABASE_URL="")
     for _ in range(2):
         result = runner.invoke(main, ["init-db"], env=env)
         assert result.exit_code == 0, result.output
@@ -48,7 +30,7 @@ def test_init_db_is_idempotent(tmp_path: Path) -> None:
 
 def test_create_admin_creates_then_promotes(tmp_path: Path) -> None:
     runner = CliRunner()
-    env = _env(VAR_DIR=str(tmp_path), DATABASE_URL="")
+    env = server_env(VAR_DIR=str(tmp_path), DATABASE_URL="")
     args = ["create-admin", "--username", "boss", "--email", "boss@example.com"]
     created = runner.invoke(main, [*args, "--password", "a long admin password"], env=env)
     assert created.exit_code == 0, created.output
@@ -75,63 +57,26 @@ def test_create_admin_creates_then_promotes(tmp_path: Path) -> None:
 
 def test_invalid_settings_are_a_clear_cli_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["init-db"], env=_env(VAR_DIR=str(tmp_path), ACCESS_TOKEN_MINUTES="zero")
+        main, ["init-db"], env=server_env(VAR_DIR=str(tmp_path), ACCESS_TOKEN_MINUTES="zero")
     )
     assert result.exit_code != 0
     assert "ACCESS_TOKEN_MINUTES" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _running(argv: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read().decode() if process.stdout else ""
-                    pytest.fail(f"server did not start: {output}")
-                time.sleep(0.2)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
-def _post_json(url: str, body: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @pytest.mark.slow
 def test_serve_applies_migrations_and_serves_twice(tmp_path: Path) -> None:
-    env = _env(VAR_DIR=str(tmp_path))
+    env = server_env(VAR_DIR=str(tmp_path))
     for attempt in range(2):  # the second start finds everything in place
-        port = _free_port()
+        port = free_port()
         argv = [str(BIN / "quantdesk"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        with _running(argv, env, port):
-            status, body = _post_json(
+        with running_server(argv, env, port):
+            status, body = post_json(
                 f"http://127.0.0.1:{port}/api/auth/register",
                 f'{{"username": "user{attempt}", "email": "u{attempt}@example.com", '
                 '"password": "long enough pw"}',
             )
             assert status == 201, body
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready") as ready:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready", timeout=10) as ready:
                 assert ready.status == 200
     assert (tmp_path / "quantdesk.db").exists()
 
@@ -155,7 +100,7 @@ def gunicorn_database() -> Iterator[str]:
 def test_gunicorn_serves_production_mode(
     tmp_path: Path, repo_root: Path, gunicorn_database: str
 ) -> None:
-    env = _env(
+    env = server_env(
         QUANTDESK_ENV="production",
         DATABASE_URL=gunicorn_database,
         REDIS_URL=TEST_REDIS_URL,
@@ -165,7 +110,7 @@ def test_gunicorn_serves_production_mode(
     )
     init = subprocess.run([str(BIN / "quantdesk"), "init-db"], env=env, capture_output=True)
     assert init.returncode == 0, init.stderr
-    port = _free_port()
+    port = free_port()
     argv = [
         str(BIN / "gunicorn"),
         "-c",
@@ -176,17 +121,17 @@ def test_gunicorn_serves_production_mode(
         "2",
         "quantdesk.wsgi:app",
     ]
-    with _running(argv, env, port):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready") as ready:
+    with running_server(argv, env, port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready", timeout=10) as ready:
             assert b'"redis":"ok"' in ready.read().replace(b" ", b"")
-        status, body = _post_json(
+        status, body = post_json(
             f"http://127.0.0.1:{port}/api/auth/register",
             '{"username": "gun", "email": "gun@example.com", "password": "long enough pw"}',
         )
         assert status == 201, body
         # Both workers share the database and Redis: several log-ins all succeed.
         for _ in range(4):
-            status, body = _post_json(
+            status, body = post_json(
                 f"http://127.0.0.1:{port}/api/auth/login",
                 '{"username": "gun", "password": "long enough pw"}',
             )

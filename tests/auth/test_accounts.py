@@ -154,3 +154,28 @@ def test_profile_email_taken_is_409(api: Api) -> None:
     second = api.logged_in()
     response = api.put("/api/auth/profile", headers=second.headers, json={"email": first.email})
     assert_error(response, 409, "conflict")
+
+
+def test_security_events_are_audited_with_address_and_request_id(api: Api, db: Session) -> None:
+    account = api.register("frank")
+    api.post(
+        "/api/auth/login",
+        json={"username": "frank", "password": "wrong password"},
+        headers={"X-Request-ID": "audit-fail-1", "User-Agent": "pytest-agent"},
+        environ_base={"REMOTE_ADDR": "203.0.113.7"},
+    )
+    api.post(
+        "/api/auth/login",
+        json={"username": "frank", "password": PASSWORD},
+        headers={"X-Request-ID": "audit-ok-1"},
+    )
+    events = db.scalars(
+        select(AuditEvent).where(AuditEvent.user_id == account.id).order_by(AuditEvent.id)
+    ).all()
+    assert [event.event for event in events] == ["register", "login_failed", "login"]
+    failed = events[1]
+    assert failed.ip == "203.0.113.7"
+    assert failed.user_agent == "pytest-agent"
+    assert failed.request_id == "audit-fail-1"
+    assert events[2].request_id == "audit-ok-1"
+    assert events[2].created_at.tzinfo is not None

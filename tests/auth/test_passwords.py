@@ -89,6 +89,8 @@ def test_reset_without_smtp_goes_to_outbox_and_log(
     assert_error(api.login(account), 401)
     # Every earlier session is gone.
     assert_error(api.get("/api/auth/profile", headers=account.headers), 401)
+    events = db.scalars(select(AuditEvent.event).where(AuditEvent.user_id == account.id)).all()
+    assert {"password_reset_request", "password_reset"} <= set(events)
     # Single use.
     again = api.post("/api/auth/reset-password", json={"token": token, "new_password": NEW + "!"})
     assert "token" in assert_error(again, 422)["details"]
