@@ -76,7 +76,8 @@ def test_serve_applies_migrations_and_serves_twice(tmp_path: Path) -> None:
                 '"password": "long enough pw"}',
             )
             assert status == 201, body
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready", timeout=10) as ready:
+            ready_url = f"http://127.0.0.1:{port}/api/health/ready"
+            with urllib.request.urlopen(ready_url, timeout=10) as ready:
                 assert ready.status == 200
     assert (tmp_path / "quantdesk.db").exists()
 
@@ -122,7 +123,8 @@ def test_gunicorn_serves_production_mode(
         "quantdesk.wsgi:app",
     ]
     with running_server(argv, env, port):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/ready", timeout=10) as ready:
+        ready_url = f"http://127.0.0.1:{port}/api/health/ready"
+        with urllib.request.urlopen(ready_url, timeout=10) as ready:
             assert b'"redis":"ok"' in ready.read().replace(b" ", b"")
         status, body = post_json(
             f"http://127.0.0.1:{port}/api/auth/register",
