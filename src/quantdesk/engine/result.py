@@ -1,0 +1,145 @@
+"""The result of a backtest as typed tables, with metrics and a JSON form that has no NaN."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def json_safe(value: Any) -> Any:
+    """Turn numpy/pandas scalars, dates and containers into JSON types; NaN and +-inf -> None."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat() if value == value.normalize() else value.isoformat()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_safe(v) for v in value]
+    if value is pd.NaT or value is pd.NA:
+        return None
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def frame_records(frame: pd.DataFrame, *, index: str | None = None) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-safe row dicts (the index becomes column ``index`` when named)."""
+    data = frame.reset_index(names=index) if index else frame
+    columns = [str(c) for c in data.columns]
+    arrays = [data[c].to_numpy(dtype=object) for c in data.columns]
+    return [
+        {col: json_safe(arr[i]) for col, arr in zip(columns, arrays, strict=True)}
+        for i in range(len(data))
+    ]
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """Everything one backtest produced.
+
+    Attributes
+    ----------
+    equity : DataFrame
+        Index ``date``; columns ``equity``, ``cash``, ``benchmark`` (the benchmark scaled to the
+        initial capital; NaN without one) and ``drawdown`` (1 - equity / running peak, >= 0).
+    positions : DataFrame
+        ``date, symbol, shares, close, market_value`` of every holding after each bar.
+    fills : DataFrame
+        ``date, symbol, side ("buy"/"sell"), shares, price, commission, min_commission_topup,
+        stamp_duty, transfer_fee, slippage``; commission includes its minimum top-up; slippage
+        is the money lost to it (``|price - fill reference price| * shares``).
+    refusals : DataFrame
+        ``date, symbol, side, requested, filled, reason`` for every refused or trimmed order.
+    logs : DataFrame
+        ``date, message`` lines from ``ctx.log``.
+    records : DataFrame
+        Index ``date``; one column per name given to ``ctx.record``.
+    rulebook_version : str
+        The rulebook the run used.
+    config : dict
+        The run's resolved configuration (JSON-safe).
+    state : dict
+        The strategy's ``ctx.state`` at the end (event API).
+    """
+
+    equity: pd.DataFrame
+    positions: pd.DataFrame
+    fills: pd.DataFrame
+    refusals: pd.DataFrame
+    logs: pd.DataFrame
+    records: pd.DataFrame
+    rulebook_version: str
+    config: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
+    risk_free_rate: float = 0.0
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """STRATEGY_API.md section 4 metrics (None where undefined), from ``engine.metrics``."""
+        from quantdesk.engine.metrics import compute_metrics
+
+        bench = self.equity["benchmark"]
+        values = compute_metrics(
+            self.equity["equity"],
+            benchmark=None if bench.isna().all() else bench,
+            fills=self.fills,
+            risk_free_rate=self.risk_free_rate,
+        )
+        return {str(k): json_safe(v) for k, v in values.items()}
+
+    @cached_property
+    def round_trips(self) -> pd.DataFrame:
+        """Closed round trips (FIFO lots per symbol), from ``engine.metrics``."""
+        from quantdesk.engine.metrics import closed_round_trips
+
+        trips: pd.DataFrame = closed_round_trips(self.fills)
+        return trips
+
+    @property
+    def final_positions(self) -> pd.DataFrame:
+        """Holdings after the last bar."""
+        if self.equity.empty:
+            return self.positions.iloc[0:0]
+        last = self.equity.index[-1]
+        held: pd.DataFrame = self.positions.loc[self.positions["date"] == last]
+        return held.reset_index(drop=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-safe data: dates as ISO strings, NaN and infinities as null.
+
+        ``positions`` holds the final holdings only (the daily table can be large).
+        """
+        records = {str(name): json_safe(self.records[name].to_numpy()) for name in self.records}
+        return {
+            "rulebook_version": self.rulebook_version,
+            "config": json_safe(self.config),
+            "metrics": self.metrics,
+            "equity": frame_records(self.equity, index="date"),
+            "fills": frame_records(self.fills),
+            "round_trips": frame_records(self.round_trips),
+            "refusals": frame_records(self.refusals),
+            "positions": frame_records(self.final_positions),
+            "logs": frame_records(self.logs),
+            "records": {
+                "dates": json_safe(list(self.records.index)),
+                "series": records,
+            },
+            "state": json_safe(self.state),
+        }
