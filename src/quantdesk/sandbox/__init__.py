@@ -1,0 +1,1 @@
+"""The strategy sandbox: the only way user strategy code is ever executed."""
