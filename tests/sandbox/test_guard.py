@@ -137,3 +137,20 @@ text = "{} and {}".format(a, b)
     assert namespace.arr == [0, 4.0]
     assert namespace.when == "2024-01-02"
     assert namespace.text == "3 and 1"
+
+
+def test_initialize_may_narrow_the_universe_through_its_setter() -> None:
+    code = """
+def initialize(ctx):
+    ctx.universe = ["AAA"]
+
+def handle_bar(ctx, data):
+    ctx.state["seen"] = ctx.universe
+"""
+    result = qe.backtest(load_strategy(code).namespace, _bars(), market="us")
+    assert result.state["seen"] == ["AAA"]
+
+
+def test_history_view_cannot_reach_the_future_through_base() -> None:
+    with pytest.raises(qe.StrategyError, match="attribute 'base' is not allowed"):
+        _run_event("x = data.history('AAA', 'close', 3).base")

@@ -167,6 +167,8 @@ FORBIDDEN_ATTRIBUTES: dict[str, ForbiddenReason] = {
         ),
         "inspects the interpreter's frames or code",
     ),
+    # An array view's `.base` is the whole array behind it: for history, the future.
+    "base": "reaches the data behind a view",
 }
 
 STRATEGY_FUNCTIONS = {"initialize": 1, "handle_bar": 2, "target_weights": 2}

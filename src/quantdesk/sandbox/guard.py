@@ -158,7 +158,11 @@ def guarded_import(
 
 
 class _WriteProxy:
-    """What `_write_(obj)` returns: item writes pass, attribute writes are refused."""
+    """What `_write_(obj)` returns: item writes pass; attribute writes only to setters.
+
+    An attribute may be set only where the object's class declares it writable with a
+    `property` setter (such as `ctx.universe` in initialize); everything else is refused.
+    """
 
     __slots__ = ("_target",)
 
@@ -172,6 +176,12 @@ class _WriteProxy:
         del object.__getattribute__(self, "_target")[key]
 
     def __setattr__(self, name: str, value: Any) -> None:
+        _refuse_name(name)
+        target = object.__getattribute__(self, "_target")
+        descriptor = getattr(type(target), name, None)
+        if isinstance(descriptor, property) and descriptor.fset is not None:
+            setattr(target, name, value)
+            return
         raise SandboxViolation(f"setting attribute '{name}' is not allowed in strategies")
 
     def __delattr__(self, name: str) -> None:
