@@ -154,3 +154,11 @@ def handle_bar(ctx, data):
 def test_history_view_cannot_reach_the_future_through_base() -> None:
     with pytest.raises(qe.StrategyError, match="attribute 'base' is not allowed"):
         _run_event("x = data.history('AAA', 'close', 3).base")
+
+
+def test_library_c_code_may_import_its_own_modules() -> None:
+    # ndarray.mean imports numpy._core._methods from C, through the strategy frame's builtins.
+    code = "import numpy as np\ndef f():\n    return np.array([1.0, 3.0]).mean()\nx = f()\n"
+    assert load_strategy(code).namespace.x == 2.0
+    with pytest.raises(SandboxViolation, match="numpy._core"):
+        load_strategy("import numpy._core._methods")

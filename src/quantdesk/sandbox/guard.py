@@ -139,6 +139,12 @@ def guarded_import(
     fromlist: Iterable[str] | None = (),
     level: int = 0,
 ) -> Any:
+    if isinstance(fromlist, list) and not fromlist:
+        # C code (numpy's lazy `_methods` import in ndarray.mean, say) imports through the
+        # builtins of the calling frame, which is the strategy's; CPython's PyImport_Import
+        # passes an empty *list* as fromlist, which compiled code never does (None or a
+        # tuple). The module goes back to the library's C code, never to the strategy.
+        return builtins.__import__(name, globals, locals, fromlist, level)
     if level:
         raise SandboxViolation("relative imports are not allowed")
     if name == "quantdesk" and tuple(fromlist or ()) == ("indicators",):
