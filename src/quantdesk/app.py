@@ -20,6 +20,7 @@ from quantdesk.logs import configure_logging
 from quantdesk.openapi import build_api
 from quantdesk.ratelimit import build_limiter
 from quantdesk.settings import Environment, Settings, load_settings
+from quantdesk.strategies import routes as strategy_routes
 from quantdesk.tasks import InProcessRunner
 from quantdesk.web import install_error_handlers, install_request_hooks
 
@@ -27,6 +28,7 @@ from quantdesk.web import install_error_handlers, install_request_hooks
 DOMAINS: tuple[Callable[[Api], None], ...] = (
     health.register_routes,
     auth_routes.register_routes,
+    strategy_routes.register_routes,
 )
 
 _ = auth  # the package import keeps its models registered on the metadata

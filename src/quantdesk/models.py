@@ -3,7 +3,8 @@
 from quantdesk.auth import models as auth_models
 from quantdesk.db import Base
 from quantdesk.mail import OutboxEmail
+from quantdesk.strategies import models as strategy_models
 
 metadata = Base.metadata
 
-__all__ = ["Base", "OutboxEmail", "auth_models", "metadata"]
+__all__ = ["Base", "OutboxEmail", "auth_models", "metadata", "strategy_models"]

@@ -1,0 +1,1 @@
+"""Strategies: user code with version history, validation, templates, and paper trading."""
