@@ -91,6 +91,9 @@ def test_wrong_signatures_are_named() -> None:
         ("x = getattr(1, 'real' + 'x')", "may only be called with a literal attribute name"),
         ("x = getattr(1, '__class__')", "names starting with '_'"),
         ("x = globals()", "'globals' is not allowed"),
+        ("def f(ctx):\n    ctx.cash = 1", "setting '.cash' is not allowed"),
+        ("def f(ctx):\n    del ctx.order", "setting '.order' is not allowed"),
+        ("def f(ctx):\n    setattr(ctx, 'cash', 1)", "'setattr' is not allowed"),
         ("x = type(1)", "'type' is not allowed"),
         ("import pandas as pd\nx = pd.eval('1+1')", "'.eval' is not allowed"),
         ("import pandas as pd\nx = pd.read_csv('/etc/passwd')", "'.read_csv' is not allowed"),
@@ -144,3 +147,10 @@ def test_check_runs_in_milliseconds() -> None:
     per_check_ms = (time.perf_counter() - started) * 100
     # A generous bound: the point is "milliseconds, not seconds" (measured ~5 ms here).
     assert per_check_ms < 200
+
+
+def test_initialize_may_set_the_universe() -> None:
+    code = (
+        "def initialize(ctx):\n    ctx.universe = ['AAA']\n\ndef handle_bar(ctx, data):\n    pass\n"
+    )
+    assert check(code).valid

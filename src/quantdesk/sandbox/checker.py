@@ -344,7 +344,9 @@ class _Visitor(ast.NodeVisitor):
         self._check_identifier(node, node.id)
         if node.id in FORBIDDEN_CALLS:
             self._add(node, f"'{node.id}' is not allowed: it {FORBIDDEN_CALLS[node.id]}")
-        elif node.id in {"getattr", "setattr", "delattr", "hasattr"} and not isinstance(
+        elif node.id in {"setattr", "delattr"}:
+            self._add(node, f"'{node.id}' is not allowed: strategies do not change objects")
+        elif node.id in {"getattr", "hasattr"} and not isinstance(
             getattr(node, "_quantdesk_call_checked", None), bool
         ):
             self._add(node, f"'{node.id}' may only be called with a literal attribute name")
@@ -353,6 +355,12 @@ class _Visitor(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self._check_identifier(node, node.attr)
         self._check_attribute_name(node, node.attr)
+        if isinstance(node.ctx, ast.Store | ast.Del) and not _is_ctx_universe(node):
+            self._add(
+                node,
+                f"setting '.{node.attr}' is not allowed: strategies change only their own "
+                "variables, ctx.state, and ctx.universe in initialize",
+            )
         self.generic_visit(node)
 
     def visit_arg(self, node: ast.arg) -> None:
@@ -397,7 +405,7 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
-        if isinstance(func, ast.Name) and func.id in {"getattr", "setattr", "delattr", "hasattr"}:
+        if isinstance(func, ast.Name) and func.id in {"getattr", "hasattr"}:
             name = node.args[1] if len(node.args) > 1 else None
             if isinstance(name, ast.Constant) and isinstance(name.value, str):
                 if not node.keywords:
@@ -424,6 +432,10 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         self.generic_visit(node)
+
+
+def _is_ctx_universe(node: ast.Attribute) -> bool:
+    return node.attr == "universe" and isinstance(node.value, ast.Name) and node.value.id == "ctx"
 
 
 def _detect_api(tree: ast.Module, violations: list[Violation]) -> StrategyApi | None:
