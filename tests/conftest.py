@@ -196,5 +196,39 @@ def api(app: Flask) -> Api:
 
 
 @pytest.fixture
+def scratch_database() -> Iterator[Callable[[str], str]]:
+    """Make fresh PostgreSQL databases for tests that need committed data across processes.
+
+    The per-test transaction of `app` is invisible to other processes (a worker, gunicorn), so
+    such tests get a database of their own, migrated to head, dropped afterwards.
+    """
+    made: list[str] = []
+    admin = create_engine(
+        make_url(TEST_DATABASE_URL).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+
+    def factory(suffix: str) -> str:
+        url = make_url(TEST_DATABASE_URL).set(database=f"quantdesk_test_{suffix}")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+        made.append(str(url.database))
+        engine = create_engine(url)
+        try:
+            migrate.upgrade(engine)
+        finally:
+            engine.dispose()
+        return url.render_as_string(hide_password=False)
+
+    try:
+        yield factory
+    finally:
+        with admin.connect() as connection:
+            for name in made:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent

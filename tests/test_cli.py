@@ -5,16 +5,14 @@ from __future__ import annotations
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from quantdesk.cli import main
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL
 from tests.support import BIN, free_port, post_json, running_server, server_env
 
 
@@ -82,28 +80,13 @@ def test_serve_applies_migrations_and_serves_twice(tmp_path: Path) -> None:
     assert (tmp_path / "quantdesk.db").exists()
 
 
-@pytest.fixture
-def gunicorn_database() -> Iterator[str]:
-    url = make_url(TEST_DATABASE_URL).set(database="quantdesk_test_gunicorn")
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{url.database}"'))
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.mark.slow
 def test_gunicorn_serves_production_mode(
-    tmp_path: Path, repo_root: Path, gunicorn_database: str
+    tmp_path: Path, repo_root: Path, scratch_database: Callable[[str], str]
 ) -> None:
     env = server_env(
         QUANTDESK_ENV="production",
-        DATABASE_URL=gunicorn_database,
+        DATABASE_URL=scratch_database("gunicorn"),
         REDIS_URL=TEST_REDIS_URL,
         SECRET_KEY="s" * 40,
         JWT_SECRET_KEY="j" * 40,

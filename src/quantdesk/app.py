@@ -21,7 +21,7 @@ from quantdesk.openapi import build_api
 from quantdesk.ratelimit import build_limiter
 from quantdesk.settings import Environment, Settings, load_settings
 from quantdesk.strategies import routes as strategy_routes
-from quantdesk.tasks import InProcessRunner
+from quantdesk.tasks import CeleryRunner, InProcessRunner, TaskRunner, make_celery
 from quantdesk.web import install_error_handlers, install_request_hooks
 
 # Each domain exposes register_routes(api); the order is the order of the API docs.
@@ -68,7 +68,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         register(api)
     jwt = build_jwt(app, settings)
     limiter = build_limiter(app, settings)
-    tasks = InProcessRunner(app, workers=settings.TASK_WORKERS, eager=settings.TASKS_EAGER)
+    celery = None
+    tasks: TaskRunner
+    if settings.CELERY_BROKER_URL and not settings.TASKS_EAGER:
+        celery = make_celery(
+            app,
+            broker_url=settings.CELERY_BROKER_URL,
+            visibility_timeout=settings.CELERY_VISIBILITY_TIMEOUT_SECONDS,
+            concurrency=settings.WORKER_CONCURRENCY,
+        )
+        tasks = CeleryRunner(celery)
+    else:
+        tasks = InProcessRunner(app, workers=settings.TASK_WORKERS, eager=settings.TASKS_EAGER)
     Extensions(
         settings=settings,
         db=db,
@@ -78,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         cache=cache,
         keystore=keystore,
         tasks=tasks,
+        celery=celery,
     ).install(app)
     install_error_handlers(app)
     return app

@@ -93,6 +93,40 @@ def create_admin(username: str, email: str, password: str | None) -> None:
         click.echo(f"{verb} {user.username} (id {user.id}, roles {', '.join(user.role_names)})")
 
 
+@main.command()
+@click.option("--concurrency", type=click.IntRange(1, 64), help="default: WORKER_CONCURRENCY")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker for background tasks (needs CELERY_BROKER_URL)."""
+    from celery.signals import worker_process_init
+
+    from quantdesk.app import create_app
+    from quantdesk.extensions import extensions_of
+
+    settings = _settings()
+    if not settings.CELERY_BROKER_URL:
+        raise click.ClickException("set CELERY_BROKER_URL (redis://... or amqp://...) first")
+    app = create_app(settings)
+    ext = extensions_of(app)
+    if ext.celery is None:
+        raise click.ClickException("Celery is off: TASKS_EAGER is set")
+
+    @worker_process_init.connect(weak=False)
+    def _fresh_connections(**_: object) -> None:
+        # A forked pool process must not share the parent's database connections.
+        ext.db.engine.dispose(close=False)
+
+    ext.celery.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--concurrency={concurrency or settings.WORKER_CONCURRENCY}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 

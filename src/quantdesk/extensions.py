@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from celery import Celery
 from flask import Flask, current_app
 from flask_caching import Cache
 from flask_jwt_extended import JWTManager
@@ -36,6 +37,7 @@ class Extensions:
     cache: Cache
     keystore: KeyStore
     tasks: TaskRunner
+    celery: Celery | None = None
 
     def install(self, app: Flask) -> None:
         app.extensions[_KEY] = self

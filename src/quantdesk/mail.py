@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from quantdesk.db import Base, UTCDateTime, utcnow
 from quantdesk.settings import Settings
+from quantdesk.tasks import background_task
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +82,13 @@ def deliver_email(session: Session, settings: Settings, email_id: int) -> Outbox
         return email
     email.status, email.sent_at, email.error = "sent", utcnow(), None
     return email
+
+
+@background_task
+def deliver_outbox_email(email_id: int) -> None:
+    """The background task: deliver one outbox mail (safe to run twice: sent mail is skipped)."""
+    from quantdesk.extensions import current_extensions
+
+    ext = current_extensions()
+    with ext.db.session_scope() as session:
+        deliver_email(session, ext.settings, email_id)

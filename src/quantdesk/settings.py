@@ -91,6 +91,17 @@ class Settings(BaseSettings):
         False, description="run background tasks inline (tests); otherwise a thread pool / Celery"
     )
     TASK_WORKERS: int = Field(4, ge=1, description="threads of the in-process task executor")
+    CELERY_BROKER_URL: str = Field(
+        "",
+        description="redis://... or amqp://...; when set, background tasks go to Celery workers "
+        "(`quantdesk worker`), otherwise they run in-process",
+    )
+    CELERY_VISIBILITY_TIMEOUT_SECONDS: int = Field(
+        3600,
+        ge=1,
+        description="Redis broker: a task whose worker died is delivered again after this long",
+    )
+    WORKER_CONCURRENCY: int = Field(2, ge=1, description="processes of one `quantdesk worker`")
     TRUSTED_PROXIES: int = Field(
         0, ge=0, description="number of reverse proxies whose X-Forwarded-For is believed"
     )

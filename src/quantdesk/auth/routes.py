@@ -30,7 +30,7 @@ from quantdesk.auth.tokens import (
     permission_required,
 )
 from quantdesk.extensions import current_extensions
-from quantdesk.mail import deliver_email
+from quantdesk.mail import deliver_outbox_email
 from quantdesk.ratelimit import auth_rate_limited
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
@@ -180,7 +180,7 @@ def reset_password(body: dict[str, Any]) -> Any:
             session, settings=ext.settings, email=body["email"], client=client
         )
         if email_id is not None:
-            ext.tasks.submit(_deliver_mail_task, email_id)
+            ext.tasks.submit(deliver_outbox_email, email_id)
         return {"message": "If an account has this email, a reset mail is on its way."}, 202
     service.reset_password(
         session,
@@ -191,12 +191,6 @@ def reset_password(body: dict[str, Any]) -> Any:
         client=client,
     )
     return {"message": "Password reset; log in with the new password."}
-
-
-def _deliver_mail_task(email_id: int) -> None:
-    ext = current_extensions()
-    with ext.db.session_scope() as session:
-        deliver_email(session, ext.settings, email_id)
 
 
 @admin_blp.get("/users")
