@@ -73,25 +73,21 @@ _D = date
 # Dates before the first row of a rule use that first row (documented in docs/engine.md).
 _EPOCH = date(1990, 12, 19)  # SSE's first trading day
 
-_SSE_RULES = (
-    "SSE Trading Rules (2023 rev.) art. 3.3.5: buy in 100-share lots; odd lots sold at once"
-)
-_SZSE_RULES = (
-    "SZSE Trading Rules (2023 rev.) art. 3.3.5: buy in 100-share lots; odd lots sold at once"
-)
+# Citations name the rule documents; article numbers move between revisions, so they are
+# left out rather than guessed.
+_SSE_RULES = "SSE Trading Rules (2023 rev.), orders: buy in 100-share lots; odd lots sold at once"
+_SZSE_RULES = "SZSE Trading Rules (2023 rev.), orders: buy in 100-share lots; odd lots sold at once"
 _STAR_RULES = "SSE STAR Market Trading Special Provisions (2019): >= 200 shares, then 1-share steps"
-_BSE_RULES = "BSE Trading Rules (2021) art. 3.3.5: >= 100 shares, then 1-share steps"
-_LIMIT_RULES = (
-    "SSE/SZSE Trading Rules art. 3.4.13: +-10% of previous close, ST +-5% (since 1996-12-16)"
-)
+_BSE_RULES = "BSE Trading Rules (2021), orders: >= 100 shares, then 1-share steps"
+_LIMIT_RULES = "SSE/SZSE price-limit rules since 1996-12-16: +-10% of previous close, ST +-5%"
 _CHINEXT_REFORM = "CSRC/SZSE ChiNext registration reform, effective 2020-08-24: +-20%, ST +-20%"
-_STAR_LIMIT = "SSE STAR Market Trading Special Provisions art. 18 (2019-07-22): +-20%"
-_BSE_LIMIT = "BSE Trading Rules (2021-11-15) art. 3.3.17: +-30%"
+_STAR_LIMIT = "SSE STAR Market Trading Special Provisions (2019-07-22): +-20%"
+_BSE_LIMIT = "BSE Trading Rules (2021-11-15): +-30%"
 _ST_2026 = "SSE/SZSE 2026 rule change: main-board ST/*ST limit +-10% from 2026-07-06"
 _NEW_LISTING = (
     "SSE/SZSE/BSE Trading Rules: no price limit in the first 5 trading days after listing"
 )
-_T1 = "SSE/SZSE Trading Rules art. 3.1.4: shares bought are sellable from the next trading day"
+_T1 = "SSE/SZSE Trading Rules, settlement: shares bought are sellable from the next trading day"
 _COMMISSION = (
     "Broker schedule (CSRC caps at 0.3%): 0.025% with 5.00 minimum per order, typical retail"
 )
@@ -103,7 +99,9 @@ _STAMP_2008 = "MoF / State Taxation Administration announcement 2008-09-19: 0.1%
 _STAMP_2023 = (
     "MoF / State Taxation Administration announcement 2023 No. 39, 2023-08-28: 0.05%, sells"
 )
-_TRANSFER_2015 = "CSDC notice 2015: transfer fee 0.002% of value for SSE and SZSE, both sides"
+_TRANSFER_2015 = (
+    "CSDC notice (effective 2015-08-01): transfer fee 0.002% of value for SSE and SZSE, both sides"
+)
 _TRANSFER_2022 = "CSDC notice 2022: transfer fee halved to 0.001% of value from 2022-04-29"
 _US_RULES = "US equities: 1-share lots, no daily price limits (LULD is intraday), T+0 for trading"
 _US_COSTS = "US default: zero-commission retail brokers; SEC/FINRA fees ignored"
@@ -241,7 +239,7 @@ def rule_value(rule: Rule, market: Market, board: Board, on: date) -> float:
 def limit_prices(prev_close: FloatArray, pct: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Limit-up and limit-down prices: ``prev_close * (1 +- pct)`` rounded half up to 0.01.
 
-    Exact half-up (SSE/SZSE Trading Rules art. 3.4.14: "rounded to the tick, half up") in
+    Exact half-up (SSE/SZSE Trading Rules: limit prices are rounded to the 0.01 tick, half up) in
     integer arithmetic: ``prev_close`` is taken to 4 decimals and ``pct`` to basis points, so
     10.05 * 1.1 = 11.055 gives 11.06, never the banker's or binary-float 11.05. Where ``pct``
     is 0 or ``prev_close`` is NaN there is no limit: +inf / -inf.
