@@ -138,9 +138,9 @@ def running_server(
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5):
                     break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset, or timed out while the workers boot
                 if process.poll() is not None or time.monotonic() > deadline:
                     output = process.stdout.read().decode() if process.stdout else ""
                     pytest.fail(f"server did not start: {output}")
