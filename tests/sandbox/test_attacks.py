@@ -11,6 +11,8 @@ import pytest
 import quantdesk.engine as qe
 from quantdesk.sandbox.checker import check
 from quantdesk.sandbox.guard import SandboxViolation, load_strategy
+from quantdesk.sandbox.runner import SandboxOutcome
+from tests.sandbox import run
 from tests.sandbox.attacks import ATTACKS, PWN_FILE, Attack
 
 LANGUAGE_ATTACKS = [a for a in ATTACKS if a.layer == "static"]
@@ -62,3 +64,53 @@ def test_runtime_guard_alone_refuses(attack: Attack, bars: qe.Bars) -> None:
     assert _blocked(caught.value), repr(caught.value)
     if attack.target:
         assert not os.path.exists(attack.target)
+
+
+def _in_sandbox(attack: Attack, **limits: object) -> SandboxOutcome:
+    code = attack.code.replace("'AAA'", "'AAPL'")
+    return run(code, language_layers=True, **limits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", LANGUAGE_ATTACKS, ids=lambda a: a.name)
+def test_language_attacks_fail_in_the_real_sandbox(attack: Attack) -> None:
+    outcome = _in_sandbox(attack)
+    assert outcome.status == "failed", outcome
+    assert outcome.error
+    if attack.target:
+        assert not os.path.exists(attack.target)
+
+
+RESOURCE_ATTACKS = [a for a in ATTACKS if a.layer == "os"]
+EXPECTED_STOP = {
+    "infinite loop": "stopped: CPU time limit",
+    "sleep past timeout": "stopped: CPU time limit",
+    "memory bomb": "stopped:",
+    "gigantic state": "stopped:",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", RESOURCE_ATTACKS, ids=lambda a: a.name)
+def test_resource_attacks_are_stopped_by_the_process_limits(attack: Attack) -> None:
+    outcome = _in_sandbox(
+        attack, cpu_seconds=2, wall_seconds=6, max_log_lines=100, max_result_bytes=1_000_000
+    )
+    if attack.name == "huge log":
+        # Either the CPU limit stops it, or it finishes with the log cut to its cap.
+        if outcome.status == "finished":
+            assert len(outcome.logs) <= 101
+        else:
+            assert outcome.error is not None
+            assert outcome.error.startswith("stopped:")
+        return
+    assert outcome.status == "failed", outcome
+    assert outcome.error
+    expected = EXPECTED_STOP.get(attack.name)
+    if expected:
+        assert outcome.error.startswith(expected), outcome.error
+    if attack.name == "deep recursion":
+        assert "RecursionError" in outcome.error
+        assert outcome.traceback is not None
+        assert "strategy.py" in outcome.traceback
+        assert "quantdesk" not in outcome.traceback

@@ -57,14 +57,19 @@ class SandboxViolation(Exception):
     """User code tried something the sandbox does not allow."""
 
 
+class AttributeViolation(SandboxViolation, AttributeError):
+    """A refused attribute: also an AttributeError, so `getattr(obj, name, default)` in library
+    code that probes objects (an `__code__` look-up, say) gets its default, not a crash."""
+
+
 def _refuse_name(name: str) -> None:
     if name.startswith("_"):
-        raise SandboxViolation(f"attribute '{name}' is not allowed (names starting with '_')")
+        raise AttributeViolation(f"attribute '{name}' is not allowed (names starting with '_')")
     reason = FORBIDDEN_ATTRIBUTES.get(name)
     if reason is not None:
-        raise SandboxViolation(f"attribute '{name}' is not allowed: it {reason}")
+        raise AttributeViolation(f"attribute '{name}' is not allowed: it {reason}")
     if name.startswith("read_"):
-        raise SandboxViolation(f"attribute '{name}' is not allowed: it reads files")
+        raise AttributeViolation(f"attribute '{name}' is not allowed: it reads files")
 
 
 class ModuleProxy:
@@ -89,7 +94,7 @@ def _guard_value(value: Any) -> Any:
     if isinstance(value, types.ModuleType):
         if value.__name__ in ALLOWED_MODULE_OBJECTS:
             return ModuleProxy(value)
-        raise SandboxViolation(f"module '{value.__name__}' is not available to strategies")
+        raise AttributeViolation(f"module '{value.__name__}' is not available to strategies")
     return value
 
 
