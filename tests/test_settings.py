@@ -97,3 +97,14 @@ def test_readme_documents_every_setting(repo_root: Path) -> None:
         f"missing from README: {sorted(set(Settings.model_fields) - documented)}; "
         f"not settings: {sorted(documented - set(Settings.model_fields))}"
     )
+
+
+def test_sandbox_limits_come_from_the_settings(tmp_path: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, VAR_DIR=tmp_path, SANDBOX_CPU_SECONDS=7, SANDBOX_MAX_RESULT_MB=3
+    )
+    limits = settings.sandbox_limits()
+    assert limits.cpu_seconds == 7
+    assert limits.max_result_bytes == 3_000_000
+    assert limits.wall_seconds == settings.SANDBOX_WALL_SECONDS
+    assert limits.processes == 0  # never a setting: strategies may not start processes

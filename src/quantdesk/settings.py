@@ -10,10 +10,13 @@ from __future__ import annotations
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from quantdesk.sandbox.limits import SandboxLimits
 
 
 class Environment(StrEnum):
@@ -102,6 +105,20 @@ class Settings(BaseSettings):
         description="Redis broker: a task whose worker died is delivered again after this long",
     )
     WORKER_CONCURRENCY: int = Field(2, ge=1, description="processes of one `quantdesk worker`")
+    SANDBOX_CPU_SECONDS: int = Field(60, ge=1, description="CPU time of one strategy run")
+    SANDBOX_WALL_SECONDS: float = Field(
+        120.0, gt=0, description="wall-clock time of one strategy run (sleeping counts)"
+    )
+    SANDBOX_MEMORY_MB: int = Field(2048, ge=256, description="address space of one strategy run")
+    SANDBOX_FILE_SIZE_MB: int = Field(10, ge=1, description="scratch space of one strategy run")
+    SANDBOX_OPEN_FILES: int = Field(64, ge=16, description="open files of one strategy run")
+    SANDBOX_MAX_LOG_LINES: int = Field(1000, ge=1, description="ctx.log lines kept per run")
+    SANDBOX_MAX_LOG_BYTES: int = Field(100_000, ge=1, description="ctx.log bytes kept per run")
+    SANDBOX_MAX_RECORD_SERIES: int = Field(20, ge=1, description="ctx.record series per run")
+    SANDBOX_MAX_RECORD_POINTS: int = Field(
+        200_000, ge=1, description="ctx.record values per run, over all series"
+    )
+    SANDBOX_MAX_RESULT_MB: int = Field(20, ge=1, description="size of a run's result (JSON)")
     TRUSTED_PROXIES: int = Field(
         0, ge=0, description="number of reverse proxies whose X-Forwarded-For is believed"
     )
@@ -136,6 +153,23 @@ class Settings(BaseSettings):
     @property
     def cors_origins(self) -> list[str]:
         return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
+
+    def sandbox_limits(self) -> SandboxLimits:
+        """The limits every sandboxed strategy run gets (quantdesk.sandbox)."""
+        from quantdesk.sandbox.limits import SandboxLimits
+
+        return SandboxLimits(
+            cpu_seconds=self.SANDBOX_CPU_SECONDS,
+            wall_seconds=self.SANDBOX_WALL_SECONDS,
+            memory_mb=self.SANDBOX_MEMORY_MB,
+            file_size_mb=self.SANDBOX_FILE_SIZE_MB,
+            open_files=self.SANDBOX_OPEN_FILES,
+            max_log_lines=self.SANDBOX_MAX_LOG_LINES,
+            max_log_bytes=self.SANDBOX_MAX_LOG_BYTES,
+            max_record_series=self.SANDBOX_MAX_RECORD_SERIES,
+            max_record_points=self.SANDBOX_MAX_RECORD_POINTS,
+            max_result_bytes=self.SANDBOX_MAX_RESULT_MB * 1_000_000,
+        )
 
     def secret(self, name: str) -> str:
         """A configured secret, or one generated once into VAR_DIR outside production.
