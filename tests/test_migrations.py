@@ -35,6 +35,13 @@ def test_migrated_schema_matches_the_models(backend: Backend) -> None:
             "password_reset_tokens",
             "outbox_emails",
         } <= tables
+        assert {
+            "stocks",
+            "stock_prices",
+            "technical_indicators",
+            "watchlists",
+            "sync_runs",
+        } <= tables
         with engine.connect() as connection:
             roles = connection.execute(text("SELECT name, permissions FROM roles ORDER BY name"))
             assert [row[0] for row in roles] == ["admin", "user"]

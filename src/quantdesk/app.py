@@ -17,7 +17,10 @@ from quantdesk.db import Database
 from quantdesk.extensions import Extensions
 from quantdesk.kvstore import KeyStore, MemoryKeyStore, RedisKeyStore, redis_client
 from quantdesk.logs import configure_logging
+from quantdesk.market import routes as market_routes
+from quantdesk.notifications import routes as notification_routes
 from quantdesk.openapi import build_api
+from quantdesk.pubsub import build_pubsub
 from quantdesk.ratelimit import build_limiter
 from quantdesk.settings import Environment, Settings, load_settings
 from quantdesk.strategies import routes as strategy_routes
@@ -29,6 +32,8 @@ DOMAINS: tuple[Callable[[Api], None], ...] = (
     health.register_routes,
     auth_routes.register_routes,
     strategy_routes.register_routes,
+    market_routes.register_routes,
+    notification_routes.register_routes,
 )
 
 _ = auth  # the package import keeps its models registered on the metadata
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         cache=cache,
         keystore=keystore,
         tasks=tasks,
+        pubsub=build_pubsub(settings.REDIS_URL),
         celery=celery,
     ).install(app)
     install_error_handlers(app)

@@ -1,9 +1,11 @@
-"""The `quantdesk` command: serve, init-db, create-admin (more commands join with their issues)."""
+"""The `quantdesk` command: serve, init-db, create-admin, worker, data sync, seed-demo."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +14,9 @@ from quantdesk.db import build_engine
 from quantdesk.errors import APIError
 from quantdesk.logs import configure_logging
 from quantdesk.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("quantdesk.cli")
 
@@ -57,6 +62,8 @@ def serve(host: str, port: int) -> None:
     settings = _settings()
     _apply_migrations(settings)
     app = create_app(settings)
+    if settings.MARKET_SEED_ON_START:
+        _seed_once(app)
     click.echo(f"QuantDesk API on http://{host}:{port}/api  (docs: http://{host}:{port}/api/docs)")
     app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
 
@@ -125,6 +132,174 @@ def worker(concurrency: int | None, loglevel: str) -> None:
             "--without-mingle",
         ]
     )
+
+
+# ---------------------------------------------------------------- market data
+
+
+def _seed_once(app: Flask) -> None:
+    """Load the sample market data into a database that has no instrument yet."""
+    from quantdesk.extensions import extensions_of
+    from quantdesk.market import sync
+    from quantdesk.market.cache import MarketCache
+
+    ext = extensions_of(app)
+    with app.app_context(), ext.db.session_scope() as session:
+        if sync.has_stocks(session):
+            return
+        click.echo("loading the sample market data (first start only)...")
+        cache = MarketCache(ext.cache, timeout=ext.settings.MARKET_CACHE_SECONDS)
+        result = sync.seed_demo(session, cache=cache)
+        click.echo(f"sample data: {result.symbols_ok} instruments, {result.bars_written} bars")
+
+
+class _ProgressBar:
+    """A terminal progress bar for a sync, opened when the sync knows its length."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, symbol: str) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=total, label=self.label, item_show_func=lambda item: item, width=30
+            )
+            self.bar.__enter__()
+        self.bar.update(1, current_item=symbol)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _report(result: Any) -> None:
+    click.echo(
+        f"{result.provider} sync #{result.run_id} {result.status}: {result.symbols_ok} of "
+        f"{result.symbols_total} symbols, {result.bars_written} bars written"
+    )
+    for symbol, reason in sorted(result.failures.items()):
+        click.echo(f"  failed {symbol}: {reason}", err=True)
+    if result.failures:
+        raise click.ClickException(
+            f"{len(result.failures)} failed; their stored bars are unchanged (see above)"
+        )
+
+
+@main.group()
+def data() -> None:
+    """Market data: sync bars from a provider, store indicator series."""
+
+
+@data.command("sync")
+@click.option(
+    "--provider",
+    type=click.Choice(["sample", "akshare", "yfinance"]),
+    help="default: MARKET_PROVIDER",
+)
+@click.option("--symbols", help="comma-separated, e.g. 600519.SH,000001.SZ or AAPL,MSFT")
+@click.option("--all", "everything", is_flag=True, help="the provider's universe and its symbols")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="default: after the last bar")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="default: today")
+@click.option("--refresh-listings", is_flag=True, help="fetch names and industries again")
+def data_sync(
+    provider: str | None,
+    symbols: str | None,
+    everything: bool,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    refresh_listings: bool,
+) -> None:
+    """Fetch daily bars into the database: idempotent, retried, never deleting on failure."""
+    from quantdesk.app import create_app
+    from quantdesk.extensions import extensions_of
+    from quantdesk.market import sync
+    from quantdesk.market.cache import MarketCache
+    from quantdesk.market.providers import get_provider
+    from quantdesk.market.symbols import normalise
+
+    if bool(symbols) == everything:
+        raise click.UsageError("give --symbols or --all")
+    wanted = None
+    if symbols:
+        raw = [s for s in symbols.split(",") if s.strip()]
+        wanted = [normalise(s) for s in raw]
+        bad = [r for r, s in zip(raw, wanted, strict=True) if s is None]
+        if bad:
+            raise click.UsageError(f"not symbols: {', '.join(bad)}")
+    if start and end and start > end:
+        raise click.UsageError("--start is after --end")
+    settings = _settings()
+    _apply_migrations(settings)
+    app = create_app(settings)
+    ext = extensions_of(app)
+    chosen = get_provider(provider or settings.MARKET_PROVIDER, settings)
+    bar = _ProgressBar(f"{chosen.name} sync")
+    with app.app_context(), ext.db.session_scope() as session:
+        try:
+            result = sync.sync(
+                session,
+                provider=chosen,
+                symbols=[s for s in wanted if s] if wanted else None,
+                start=start.date() if start else None,
+                end=end.date() if end else None,
+                policy=sync.RetryPolicy.from_settings(settings),
+                lookback_days=settings.MARKET_SYNC_LOOKBACK_DAYS,
+                refresh_listings=refresh_listings,
+                progress=bar,
+                cache=MarketCache(ext.cache, timeout=settings.MARKET_CACHE_SECONDS),
+            )
+        finally:
+            bar.close()
+    _report(result)
+
+
+@data.command("indicators")
+@click.option("--symbols", required=True, help="comma-separated")
+@click.option("--names", default="sma,ema,macd,rsi,boll,kdj,atr,obv", show_default=True)
+def data_indicators(symbols: str, names: str) -> None:
+    """Compute indicator series with default parameters into technical_indicators."""
+    from quantdesk.app import create_app
+    from quantdesk.extensions import extensions_of
+    from quantdesk.market import service
+    from quantdesk.market.analytics import INDICATORS
+
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in INDICATORS]
+    if unknown:
+        raise click.UsageError(f"unknown indicators {unknown}; known: {', '.join(INDICATORS)}")
+    settings = _settings()
+    _apply_migrations(settings)
+    app = create_app(settings)
+    with app.app_context(), extensions_of(app).db.session_scope() as session:
+        for symbol in [s for s in symbols.split(",") if s.strip()]:
+            try:
+                rows = service.store_indicators(session, symbol=symbol, names=chosen, params={})
+            except APIError as exc:
+                raise click.ClickException(exc.message) from exc
+            click.echo(f"{symbol}: {rows} indicator values stored")
+
+
+@main.command("seed-demo")
+def seed_demo() -> None:
+    """Load the bundled sample market data (idempotent): real US bars, synthetic A-shares."""
+    from quantdesk.app import create_app
+    from quantdesk.extensions import extensions_of
+    from quantdesk.market import sync
+    from quantdesk.market.cache import MarketCache
+
+    settings = _settings()
+    _apply_migrations(settings)
+    app = create_app(settings)
+    ext = extensions_of(app)
+    bar = _ProgressBar("sample data")
+    with app.app_context(), ext.db.session_scope() as session:
+        try:
+            cache = MarketCache(ext.cache, timeout=settings.MARKET_CACHE_SECONDS)
+            result = sync.seed_demo(session, cache=cache, progress=bar)
+        finally:
+            bar.close()
+    _report(result)
 
 
 def _redacted(url: str) -> str:

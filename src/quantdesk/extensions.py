@@ -21,6 +21,7 @@ from flask_smorest import Api
 
 from quantdesk.db import Database
 from quantdesk.kvstore import KeyStore
+from quantdesk.pubsub import PubSub
 from quantdesk.settings import Settings
 from quantdesk.tasks import TaskRunner
 
@@ -37,6 +38,7 @@ class Extensions:
     cache: Cache
     keystore: KeyStore
     tasks: TaskRunner
+    pubsub: PubSub
     celery: Celery | None = None
 
     def install(self, app: Flask) -> None:

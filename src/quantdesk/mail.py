@@ -30,6 +30,8 @@ class OutboxEmail(Base):
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
+    # An HTML alternative of `body` (notification mails); the text part is always sent too.
+    html: Mapped[str | None] = mapped_column(Text)
     # pending -> sent | logged (no SMTP host) | failed
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
@@ -38,9 +40,11 @@ class OutboxEmail(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
-def queue_email(session: Session, *, to: str, subject: str, body: str) -> OutboxEmail:
+def queue_email(
+    session: Session, *, to: str, subject: str, body: str, html: str | None = None
+) -> OutboxEmail:
     """Add a mail to the outbox in the caller's transaction; deliver it after the commit."""
-    email = OutboxEmail(to_address=to, subject=subject, body=body, status="pending")
+    email = OutboxEmail(to_address=to, subject=subject, body=body, html=html, status="pending")
     session.add(email)
     session.flush()
     return email
@@ -67,6 +71,8 @@ def deliver_email(session: Session, settings: Settings, email_id: int) -> Outbox
     message["To"] = email.to_address
     message["Subject"] = email.subject
     message.set_content(email.body)
+    if email.html:
+        message.add_alternative(email.html, subtype="html")
     try:
         with smtplib.SMTP(
             settings.SMTP_HOST, settings.SMTP_PORT, timeout=settings.SMTP_TIMEOUT_SECONDS

@@ -18,12 +18,23 @@ from quantdesk.settings import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 _AUTH_MARK = "_quantdesk_auth_rate_limited"
+_SETTING_MARK = "_quantdesk_rate_limit_setting"
 
 
 def auth_rate_limited(view: F) -> F:
     """Mark an auth endpoint for the AUTH_RATE_LIMIT per client address."""
     setattr(view, _AUTH_MARK, True)
     return view
+
+
+def rate_limited(setting: str) -> Callable[[F], F]:
+    """Mark a view for the limit named by `setting` (e.g. "NOTIFY_TEST_RATE_LIMIT"), per address."""
+
+    def mark(view: F) -> F:
+        setattr(view, _SETTING_MARK, setting)
+        return view
+
+    return mark
 
 
 def client_address() -> str:
@@ -48,4 +59,8 @@ def build_limiter(app: Flask, settings: Settings) -> Limiter:
     for endpoint, view in list(app.view_functions.items()):
         if getattr(view, _AUTH_MARK, False):
             app.view_functions[endpoint] = auth_limit(view)  # type: ignore[assignment]
+        setting = getattr(view, _SETTING_MARK, None)
+        if setting:
+            limit = limiter.limit(getattr(settings, setting), per_method=False)
+            app.view_functions[endpoint] = limit(view)  # type: ignore[assignment]
     return limiter

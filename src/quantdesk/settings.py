@@ -11,6 +11,7 @@ import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,12 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+class MarketProvider(StrEnum):
+    SAMPLE = "sample"
+    AKSHARE = "akshare"
+    YFINANCE = "yfinance"
 
 
 class Settings(BaseSettings):
@@ -122,10 +129,101 @@ class Settings(BaseSettings):
     TRUSTED_PROXIES: int = Field(
         0, ge=0, description="number of reverse proxies whose X-Forwarded-For is believed"
     )
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool | None = Field(
+        None,
+        description="let webhooks reach private, loopback and link-local addresses; empty means "
+        "true outside production (a laptop's own network) and false in production",
+    )
+    ENCRYPTION_KEY: str = Field(
+        "",
+        description="Fernet key(s) for secrets at rest (webhook URLs and secrets), "
+        "comma-separated, newest first; empty means derived from SECRET_KEY (HKDF-SHA256)",
+    )
+    WEBHOOK_TIMEOUT_SECONDS: float = Field(
+        5.0, gt=0, description="connect and read timeout of one webhook call"
+    )
+    NOTIFY_RETRIES: int = Field(
+        3, ge=0, le=10, description="retries of a failed email or webhook delivery"
+    )
+    NOTIFY_BACKOFF_SECONDS: float = Field(
+        2.0, ge=0, description="wait before a delivery's first retry; doubles on each further retry"
+    )
+    NOTIFY_STREAM_KEEPALIVE_SECONDS: float = Field(
+        15.0, gt=0, description="an idle notification stream sends a comment this often (proxies)"
+    )
+    NOTIFY_STREAM_MAX_SECONDS: float = Field(
+        300.0,
+        gt=0,
+        description="a notification stream closes after this long; browsers reconnect",
+    )
+    NOTIFY_TEST_RATE_LIMIT: str = Field(
+        "10 per minute", description="limit per client address on POST /api/notifications/test"
+    )
+    MARKET_PROVIDER: MarketProvider = Field(
+        MarketProvider.SAMPLE,
+        description="market data provider of `quantdesk data sync` without --provider: sample "
+        "(offline, bundled), akshare (A-shares, indices) or yfinance (US)",
+    )
+    MARKET_SEED_ON_START: bool = Field(
+        True, description="`quantdesk serve` loads the sample data once when no stock is stored"
+    )
+    MARKET_CACHE_SECONDS: int = Field(
+        3600, ge=1, description="lifetime of cached history and indicator answers (a sync clears)"
+    )
+    MARKET_SYNC_RETRIES: int = Field(
+        3, ge=0, description="retries per symbol after a failed provider call"
+    )
+    MARKET_SYNC_BACKOFF_SECONDS: float = Field(
+        2.0, ge=0, description="wait before the first retry; doubles on each further retry"
+    )
+    MARKET_SYNC_TIME: str = Field(
+        "15:30",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="the daily sync runs after this time (HH:MM) on trading days",
+    )
+    MARKET_SYNC_TIMEZONE: str = Field(
+        "Asia/Shanghai", description="time zone of MARKET_SYNC_TIME and of the trading calendar"
+    )
+    MARKET_SYNC_LOOKBACK_DAYS: int = Field(
+        10, ge=1, description="days the daily sync fetches again, to catch late corrections"
+    )
+    AKSHARE_TIMEOUT_SECONDS: float = Field(
+        15.0, gt=0, description="timeout of one akshare call (Eastmoney, Tencent)"
+    )
+    AKSHARE_REQUEST_INTERVAL_SECONDS: float = Field(
+        0.5, ge=0, description="pause between two akshare calls, so the sources do not ban us"
+    )
+    YFINANCE_TIMEOUT_SECONDS: float = Field(15.0, gt=0, description="timeout of one yfinance call")
 
     @field_validator("DATABASE_URL", "REDIS_URL", "SMTP_HOST")
     @classmethod
     def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("MARKET_SYNC_TIMEZONE")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("ENCRYPTION_KEY")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        from cryptography.fernet import Fernet
+
+        for key in (part.strip() for part in value.split(",")):
+            if not key:
+                continue
+            try:
+                Fernet(key)
+            except ValueError as exc:
+                raise ValueError(
+                    "each key must be a Fernet key: 32 url-safe base64-encoded bytes "
+                    "(Fernet.generate_key())"
+                ) from exc
         return value.strip()
 
     @model_validator(mode="after")
@@ -149,6 +247,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def webhook_allow_private_networks(self) -> bool:
+        """WEBHOOK_ALLOW_PRIVATE_NETWORKS, or its default: true except in production."""
+        if self.WEBHOOK_ALLOW_PRIVATE_NETWORKS is not None:
+            return self.WEBHOOK_ALLOW_PRIVATE_NETWORKS
+        return self.QUANTDESK_ENV is not Environment.PRODUCTION
 
     @property
     def cors_origins(self) -> list[str]:

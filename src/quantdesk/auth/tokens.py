@@ -42,6 +42,9 @@ def jwt_config(settings: Settings) -> dict[str, Any]:
         "JWT_ACCESS_TOKEN_EXPIRES": dt.timedelta(minutes=settings.ACCESS_TOKEN_MINUTES),
         "JWT_REFRESH_TOKEN_EXPIRES": dt.timedelta(days=settings.REFRESH_TOKEN_DAYS),
         "JWT_TOKEN_LOCATION": ["headers"],
+        # Only views that opt in (login_required(query_token=True): event streams, which a
+        # browser's EventSource opens without headers) read `?access_token=`.
+        "JWT_QUERY_STRING_NAME": "access_token",
         "JWT_ERROR_MESSAGE_KEY": "message",
     }
 
@@ -151,13 +154,18 @@ def current_claims() -> dict[str, Any]:
     return get_jwt()
 
 
-def login_required(*, refresh: bool = False) -> Callable[[F], F]:
-    """Require a valid access token (or, with refresh=True, a refresh token)."""
+def login_required(*, refresh: bool = False, query_token: bool = False) -> Callable[[F], F]:
+    """Require a valid access token (or, with refresh=True, a refresh token).
+
+    `query_token=True` also accepts `?access_token=` (after the header): for server-sent
+    event streams only, since a token in a URL can end up in proxy logs.
+    """
+    locations = ["headers", "query_string"] if query_token else None
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verify_jwt_in_request(refresh=refresh)
+            verify_jwt_in_request(refresh=refresh, locations=locations)
             g.current_user_id = current_user().id
             return view(*args, **kwargs)
 

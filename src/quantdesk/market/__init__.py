@@ -1,0 +1,1 @@
+"""The market domain: instruments, daily bars, indicators, indices, sectors and watchlists."""

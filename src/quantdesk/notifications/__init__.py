@@ -1,0 +1,1 @@
+"""The notifications domain: in-app, email, webhooks and a live stream, raised by `notify`."""
