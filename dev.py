@@ -4,6 +4,8 @@
 Standard library only, because it runs before anything is installed. It creates `.venv`,
 installs the hash-pinned lock file and the project (editable) once, re-installing only when
 `requirements.lock` or `pyproject.toml` change, then hands over to the installed tools.
+`python3 dev.py bench` does the same for the benchmarks' own `.venv-bench`
+(`requirements-bench.lock`) and runs `benchmarks/engines.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".quantdesk-installed"
 LOCK_INPUTS = (ROOT / "requirements.lock", ROOT / "pyproject.toml")
+# The benchmarks' own venv: the project plus backtrader, backtesting.py and vectorbt.
+BENCH_VENV = ROOT / ".venv-bench"
+BENCH_LOCK = ROOT / "requirements-bench.lock"
 
 USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
@@ -28,29 +33,49 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
   lint                           ruff check, ruff format --check, mypy on engine/ and sandbox/
   install                        only create .venv and install the locked dependencies
   quantdesk ARGS...              run any `quantdesk` CLI command inside the venv
+  bench [ARGS...]                engine benchmarks vs backtrader, backtesting.py, vectorbt
+                                 (own venv .venv-bench from requirements-bench.lock; ARGS go
+                                 to benchmarks/engines.py, e.g. --repeat 5)
 """
 
 
-def _fingerprint() -> str:
+def _bin(env: Path) -> Path:
+    return env / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _fingerprint(lock: Path = LOCK_INPUTS[0]) -> str:
     digest = hashlib.sha256()
-    for path in LOCK_INPUTS:
+    for path in (lock, ROOT / "pyproject.toml"):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def ensure_installed() -> None:
-    """Create the venv and install the locked set, unless the same set is already there."""
-    wanted = _fingerprint()
-    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+def _hide_from_git(env: Path) -> None:
+    """A `*` .gitignore inside the venv (as Python 3.13's venv writes): git, ruff and other
+    tools that read .gitignore skip it whatever its name."""
+    ignore = env / ".gitignore"
+    if env.is_dir() and not ignore.exists():
+        ignore.write_text("# created by dev.py\n*\n")
+
+
+def ensure_installed(env: Path = VENV, lock: Path = LOCK_INPUTS[0]) -> None:
+    """Create the venv ``env`` and install the hash-pinned ``lock`` and the project (editable),
+    unless the same lock and pyproject.toml are already installed there (a stamp file)."""
+    wanted = _fingerprint(lock)
+    stamp = env / STAMP.name
+    if stamp.exists() and stamp.read_text().strip() == wanted:
+        _hide_from_git(env)
         return
-    if not (BIN / "python").exists():
-        print("dev.py: creating .venv", flush=True)
-        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
-    print("dev.py: installing locked dependencies (first run takes a minute)", flush=True)
-    subprocess.run([*pip, "--require-hashes", "-r", str(ROOT / "requirements.lock")], check=True)
+    python = _bin(env) / "python"
+    if not python.exists():
+        print(f"dev.py: creating {env.name}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(env)
+    _hide_from_git(env)
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    print(f"dev.py: installing {lock.name} into {env.name} (first run takes a minute)", flush=True)
+    subprocess.run([*pip, "--require-hashes", "-r", str(lock)], check=True)
     subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(ROOT)], check=True)
-    STAMP.write_text(wanted)
+    stamp.write_text(wanted)
 
 
 def _run(argv: list[str]) -> int:
@@ -77,9 +102,13 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in {"serve", "test", "lint", "install", "quantdesk"}:
+    if command not in {"serve", "test", "lint", "install", "quantdesk", "bench"}:
         print(USAGE, file=sys.stderr)
         return 2
+    if command == "bench":
+        ensure_installed(BENCH_VENV, BENCH_LOCK)
+        engines = str(ROOT / "benchmarks" / "engines.py")
+        return _run([str(_bin(BENCH_VENV) / "python"), engines, *rest])
     ensure_installed()
     if command == "install":
         return 0

@@ -53,11 +53,12 @@ class Session:
     params: Mapping[str, Any]
     universe: list[str]
     index: dict[str, int]
-    dates: list[date]
     limits: LogLimits
     book: Book
     t: int = 0
-    total_value: float = 0.0
+    value_t: int = -1  # the bar whose value is in value_cache (-1: none)
+    value_cache: float = 0.0
+    date_cache: list[date] = field(default_factory=list)
     in_initialize: bool = False
     queue_sym: list[int] = field(default_factory=list)
     queue_qty: list[float] = field(default_factory=list)
@@ -67,6 +68,21 @@ class Session:
     log_truncated: bool = False
     records: dict[str, FloatArray] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dates(self) -> list[date]:
+        """The bar dates as ``datetime.date`` (built on first use)."""
+        if not self.date_cache:
+            self.date_cache.extend(self.bars.dates.date.tolist())
+        return self.date_cache
+
+    def total_value(self) -> float:
+        """Cash plus positions at the current bar's close (computed once per bar)."""
+        if self.value_t != self.t:
+            mark = self.market.mark[self.t]
+            self.value_cache = portfolio_value(self.book.cash, self.book.shares, mark)
+            self.value_t = self.t
+        return self.value_cache
 
     def column(self, symbol: str) -> int:
         """The array column of ``symbol``; unknown symbols are a strategy error."""
@@ -159,7 +175,7 @@ class Context:
     @property
     def total_value(self) -> float:
         """Cash plus positions at the current bar's close."""
-        return self._s.total_value
+        return self._s.total_value()
 
     @property
     def positions(self) -> Mapping[str, Position]:
@@ -221,7 +237,7 @@ class Context:
         price = self._price(symbol)
         if price is None:
             return None
-        return self.order_target(symbol, math.floor(fraction * self._s.total_value / price))
+        return self.order_target(symbol, math.floor(fraction * self._s.total_value() / price))
 
     # --- output ---------------------------------------------------------------------------
     def log(self, *args: object) -> None:
@@ -248,7 +264,7 @@ class Context:
                 )
             series = s.records.get(name)
             if series is None:
-                series = s.records[name] = np.full(len(s.dates), np.nan)
+                series = s.records[name] = np.full(len(s.bars.dates), np.nan)
             series[s.t] = float(value)
 
     # --- helpers --------------------------------------------------------------------------
@@ -271,15 +287,18 @@ class Context:
 class BarData:
     """``data`` of the event API: history up to and including the current bar, never later."""
 
-    __slots__ = ("_s",)
+    __slots__ = ("_fields", "_s")
 
     def __init__(self, session: Session) -> None:
         self._s = session
+        self._fields: dict[str, FloatArray] = {
+            name: getattr(session.bars, name) for name in PRICE_FIELDS
+        }
 
     def _field(self, name: str) -> FloatArray:
-        if name not in PRICE_FIELDS:
+        array = self._fields.get(name) if isinstance(name, str) else None
+        if array is None:
             raise StrategyError(f"unknown field {name!r}: one of {', '.join(PRICE_FIELDS)}")
-        array: FloatArray = getattr(self._s.bars, name)
         return array
 
     def history(self, symbol: str, field: str, n: int) -> FloatArray:
@@ -295,11 +314,27 @@ class BarData:
 
     def current(self, symbol: str, field: str) -> float:
         """The current bar's value of ``field`` (NaN when the symbol has no bar today)."""
-        return float(self._field(field)[self._s.t, self._s.column(symbol)])
+        s = self._s
+        try:  # the common case in two dict lookups; errors take the checked path below
+            return float(self._fields[field][s.t, s.index[symbol]])
+        except (KeyError, TypeError):
+            return float(self._field(field)[s.t, s.column(symbol)])
 
     def can_trade(self, symbol: str) -> bool:
         """The symbol has a bar today with volume > 0 and is not suspended."""
         return not bool(self._s.bars.suspended[self._s.t, self._s.column(symbol)])
+
+
+def portfolio_value(cash: float, shares: FloatArray, mark: FloatArray) -> float:
+    """``cash + sum_j shares[j] * mark[j]`` summed in column order over the held symbols.
+
+    The same sum as :func:`kernels.portfolio_value` (zero holdings add nothing), in Python floats.
+    """
+    held = np.flatnonzero(shares)
+    total = 0.0
+    for s, m in zip(shares[held].tolist(), mark[held].tolist(), strict=True):
+        total += s * m
+    return cash + total
 
 
 def _finite(value: float, name: str) -> float:
@@ -331,7 +366,6 @@ def make_session(
         params=MappingProxyType(dict(params)),
         universe=list(bars.symbols),
         index={s: j for j, s in enumerate(bars.symbols)},
-        dates=[d.date() for d in bars.dates],
         limits=limits,
         book=book,
     )

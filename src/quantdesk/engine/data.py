@@ -19,6 +19,7 @@ BoolArray = npt.NDArray[np.bool_]
 PRICE_FIELDS = ("open", "high", "low", "close", "volume", "amount")
 _REQUIRED = ("open", "high", "low", "close", "volume")
 _FLOAT_FIELDS = (*PRICE_FIELDS, "prev_close")
+_PANEL_FIELDS = (*_FLOAT_FIELDS, "is_st", "suspended")
 
 
 def _readonly(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -43,22 +44,46 @@ def _previous_close(close: FloatArray) -> FloatArray:
     return np.where(np.isnan(close), np.nan, prev)
 
 
+def _numeric(column: pd.Series) -> FloatArray:
+    """A column as float64 (booleans as 0/1, missing as NaN); non-numbers are an error."""
+    numeric = column if column.dtype.kind in "fiub" else pd.to_numeric(column, errors="raise")
+    values: FloatArray = numeric.to_numpy(np.float64, na_value=np.nan)
+    return values
+
+
 def _normalise_index(index: pd.Index) -> pd.DatetimeIndex:
-    stamps = pd.DatetimeIndex(pd.to_datetime(index))
+    stamps = (
+        index if isinstance(index, pd.DatetimeIndex) else pd.DatetimeIndex(pd.to_datetime(index))
+    )
     if stamps.tz is not None:
         stamps = stamps.tz_localize(None)
+    values = stamps.to_numpy()
+    days = values.astype("datetime64[D]").astype(values.dtype)  # midnight (NaT stays NaT)
+    if np.array_equal(values, days, equal_nan=True):
+        return stamps  # already midnight: skip normalize() and its frequency inference
     return stamps.normalize()
 
 
-def _lower_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    renamed = frame.rename(columns=lambda c: str(c).strip().lower().replace(" ", "_"))
-    dupes = renamed.columns[renamed.columns.duplicated()].tolist()
+def _column_names(frame: pd.DataFrame, where: str) -> dict[str, Any]:
+    """``{lower-cased name: the frame's column label}``; checks duplicates and required names."""
+    names = [str(c).strip().lower().replace(" ", "_") for c in frame.columns]
+    seen: set[str] = set()
+    dupes = []
+    for name in names:
+        if name in seen:
+            dupes.append(name)
+        seen.add(name)
     if dupes:
         raise DataError(f"{where}: columns {dupes} appear twice after lower-casing")
-    missing = [c for c in _REQUIRED if c not in renamed.columns]
+    missing = [c for c in _REQUIRED if c not in seen]
     if missing:
         raise DataError(f"{where}: missing columns {missing} (need {list(_REQUIRED)})")
-    return renamed
+    return dict(zip(names, frame.columns, strict=True))
+
+
+def _lower_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    names = _column_names(frame, where)
+    return frame.set_axis(list(names), axis=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,21 +161,40 @@ class Bars:
         """
         if not frames:
             raise DataError("no symbols given")
-        parts: list[pd.DataFrame] = []
+        # Each frame straight into the (dates x symbols) panels: the same result as stacking
+        # them into one long frame for from_long, without building it.
+        parts: list[tuple[str, pd.DataFrame, dict[str, Any], npt.NDArray[Any]]] = []
         for symbol, frame in frames.items():
             where = f"bars of {symbol}"
-            df = _lower_columns(frame, where)
-            if "date" in df.columns:
-                df = df.set_index("date")
-            df = df.copy()
-            df.index = _normalise_index(df.index)
-            if df.index.has_duplicates:
+            columns = _column_names(frame, where)
+            date_column = columns.pop("date", None)
+            source = frame.index if date_column is None else pd.Index(frame[date_column])
+            index = _normalise_index(source)
+            if index.has_duplicates:
                 raise DataError(f"{where}: duplicate dates")
-            df = df.sort_index()
-            df["symbol"] = str(symbol)
-            df["date"] = df.index
-            parts.append(df.reset_index(drop=True))
-        return cls.from_long(pd.concat(parts, ignore_index=True), listing_dates)
+            if len(index):
+                parts.append((str(symbol), frame, columns, index.to_numpy()))
+        names = [part[0] for part in parts]
+        if len(set(names)) != len(names):
+            raise DataError("long bars: duplicate (date, symbol) rows")
+        if not parts:
+            raise DataError("no symbols given")
+        stamps = [part[3] for part in parts]
+        if len(stamps) == 1:  # unique already (checked above)
+            dates = pd.DatetimeIndex(np.sort(stamps[0]))
+        else:
+            dates = pd.DatetimeIndex(np.unique(np.concatenate(stamps)))
+        shape = (len(dates), len(parts))
+        given = {col for part in parts for col in part[2]}
+        panels = {col: np.full(shape, np.nan) for col in _PANEL_FIELDS if col in given}
+        positions = dates.to_numpy()
+        for j, (_, frame, columns, stamp) in enumerate(parts):
+            rows = np.searchsorted(positions, stamp)
+            for col, out in panels.items():
+                label = columns.get(col)
+                if label is not None:
+                    out[rows, j] = _numeric(frame[label])
+        return cls._assemble(dates, tuple(names), panels, listing_dates)
 
     @classmethod
     def from_long(cls, df: pd.DataFrame, listing_dates: Mapping[str, Any] | None = None) -> Bars:
@@ -181,40 +225,53 @@ class Bars:
         if len(np.unique(key)) != len(key):
             raise DataError("long bars: duplicate (date, symbol) rows")
         shape = (len(dates), len(symbols))
-
-        def panel(col: str, fill: float) -> FloatArray:
-            out = np.full(shape, fill, dtype=np.float64)
+        panels: dict[str, FloatArray] = {}
+        for col in _PANEL_FIELDS:
             if col in data.columns:
-                values = pd.to_numeric(data[col], errors="raise").to_numpy(
-                    np.float64, na_value=np.nan
-                )
-                out[date_codes, sym_codes] = values
-            return out
+                out = panels[col] = np.full(shape, np.nan)
+                out[date_codes, sym_codes] = _numeric(data[col])
+        return cls._assemble(
+            pd.DatetimeIndex(dates), tuple(str(s) for s in symbols), panels, listing_dates
+        )
 
-        arrays = {name: panel(name, np.nan) for name in PRICE_FIELDS}
+    @classmethod
+    def _assemble(
+        cls,
+        dates: pd.DatetimeIndex,
+        symbols: tuple[str, ...],
+        panels: dict[str, FloatArray],
+        listing_dates: Mapping[str, Any] | None,
+    ) -> Bars:
+        """Bars from ``(dates x symbols)`` panels of the given columns (NaN where not given)."""
+        shape = (len(dates), len(symbols))
+
+        def panel(col: str) -> FloatArray:
+            given = panels.get(col)
+            return given if given is not None else np.full(shape, np.nan)
+
+        arrays = {name: panel(name) for name in PRICE_FIELDS}
         close = arrays["close"]
         has_bar = ~np.isnan(close)
         for name in PRICE_FIELDS:  # a row without a close is no bar at all
             arrays[name] = np.where(has_bar, arrays[name], np.nan)
-        if "prev_close" in data.columns:
-            given = np.where(has_bar, panel("prev_close", np.nan), np.nan)
+        if "prev_close" in panels:
+            given = np.where(has_bar, panels["prev_close"], np.nan)
             prev = np.where(np.isnan(given), _previous_close(close), given)
         else:
             prev = _previous_close(close)
         default_suspended = ~has_bar | (np.nan_to_num(arrays["volume"]) <= 0)
-        given_st = panel("is_st", np.nan)  # rows that leave a flag empty take the default
+        given_st = panel("is_st")  # rows that leave a flag empty take the default
         is_st = np.where(np.isnan(given_st), False, given_st != 0)
-        given_susp = panel("suspended", np.nan)
+        given_susp = panel("suspended")
         suspended = np.where(np.isnan(given_susp), default_suspended, given_susp != 0) | ~has_bar
         index = pd.DatetimeIndex(dates, name="date")
-        symbols_t = tuple(str(s) for s in symbols)
         listing = {str(s): pd.Timestamp(d).date() for s, d in (listing_dates or {}).items()}
-        unknown = sorted(set(listing) - set(symbols_t))
+        unknown = sorted(set(listing) - set(symbols))
         if unknown:
             raise DataError(f"listing_dates for symbols without bars: {unknown}")
         return cls(
             dates=index,
-            symbols=symbols_t,
+            symbols=symbols,
             open=_readonly(arrays["open"]),
             high=_readonly(arrays["high"]),
             low=_readonly(arrays["low"]),

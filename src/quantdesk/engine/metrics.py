@@ -37,6 +37,7 @@ __all__ = [
     "tracking_error",
     "trades_count",
     "turnover",
+    "turnover_of",
     "win_rate",
 ]
 
@@ -300,15 +301,20 @@ def turnover(fills: pd.DataFrame | None, equity: Values) -> float:
     Buys and sells both count, so selling everything and buying it back once a year is 2.0.
     NaN when n = 0 or mean equity is not positive.
     """
-    e = _values(equity)
-    n = e.size - 1
-    if n < 1:
-        return math.nan
     traded = 0.0
     if fills is not None and len(fills):
         shares = fills["shares"].to_numpy(dtype=np.float64)
         traded = float(np.sum(np.abs(shares * fills["price"].to_numpy(dtype=np.float64))))
-    return _ratio(traded, float(np.mean(e))) * TRADING_DAYS / n
+    return turnover_of(traded, equity)
+
+
+def turnover_of(traded_value: float, equity: Values) -> float:
+    """:func:`turnover` from the total traded value ``sum(|shares * price|)`` of the fills."""
+    e = _values(equity)
+    n = e.size - 1
+    if n < 1:
+        return math.nan
+    return _ratio(traded_value, float(np.mean(e))) * TRADING_DAYS / n
 
 
 @dataclass(slots=True)

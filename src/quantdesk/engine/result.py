@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
@@ -54,6 +54,10 @@ def frame_records(frame: pd.DataFrame, *, index: str | None = None) -> list[dict
 class Result:
     """Everything one backtest produced.
 
+    ``positions``, ``fills``, ``refusals``, ``logs`` and ``records`` are built from the run's
+    arrays on first access (``tables`` holds their builders), so a run pays only for the tables
+    it reads; large universes have millions of position rows.
+
     Attributes
     ----------
     equity : DataFrame
@@ -80,15 +84,36 @@ class Result:
     """
 
     equity: pd.DataFrame
-    positions: pd.DataFrame
-    fills: pd.DataFrame
-    refusals: pd.DataFrame
-    logs: pd.DataFrame
-    records: pd.DataFrame
     rulebook_version: str
     config: dict[str, Any]
+    tables: Mapping[str, Callable[[], pd.DataFrame]] = field(repr=False)
     state: dict[str, Any] = field(default_factory=dict)
     risk_free_rate: float = 0.0
+
+    @cached_property
+    def positions(self) -> pd.DataFrame:
+        """``date, symbol, shares, close, market_value`` of every holding after each bar."""
+        return self.tables["positions"]()
+
+    @cached_property
+    def fills(self) -> pd.DataFrame:
+        """Every fill with its cost breakdown, in execution order."""
+        return self.tables["fills"]()
+
+    @cached_property
+    def refusals(self) -> pd.DataFrame:
+        """Every refused or trimmed order with its reason."""
+        return self.tables["refusals"]()
+
+    @cached_property
+    def logs(self) -> pd.DataFrame:
+        """``date, message`` lines from ``ctx.log``."""
+        return self.tables["logs"]()
+
+    @cached_property
+    def records(self) -> pd.DataFrame:
+        """Index ``date``; one column per name given to ``ctx.record``."""
+        return self.tables["records"]()
 
     @cached_property
     def metrics(self) -> dict[str, Any]:
@@ -115,6 +140,9 @@ class Result:
     @property
     def final_positions(self) -> pd.DataFrame:
         """Holdings after the last bar."""
+        build = self.tables.get("final_positions")
+        if build is not None and "positions" not in self.__dict__:
+            return build()  # without building every bar's holdings
         if self.equity.empty:
             return self.positions.iloc[0:0]
         last = self.equity.index[-1]

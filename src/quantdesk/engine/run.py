@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from quantdesk.engine.accel import kernels_for
 from quantdesk.engine.broker import REASONS, Book
 from quantdesk.engine.context import BarData, Context, LogLimits, Session, make_session
 from quantdesk.engine.data import PRICE_FIELDS, Bars
@@ -25,7 +26,7 @@ from quantdesk.engine.rules import (
     Rules,
     market_of,
 )
-from quantdesk.engine.sim import SimOutput, simulate
+from quantdesk.engine.sim import OrderStep, SimOutput, simulate_events, simulate_weights
 from quantdesk.engine.strategy import Api, Strategy, load_strategy, merge_params
 
 FloatArray = npt.NDArray[np.float64]
@@ -35,67 +36,94 @@ Fill = Literal["next_open", "next_close"]
 _WEIGHT_TOL = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class VectorData:
-    """``data`` of the vectorized API: one DataFrame per field (index: dates, columns: symbols)."""
+_VECTOR_FIELDS = (*PRICE_FIELDS, "is_st", "suspended")
 
-    open: pd.DataFrame
-    high: pd.DataFrame
-    low: pd.DataFrame
-    close: pd.DataFrame
-    volume: pd.DataFrame
-    amount: pd.DataFrame
-    is_st: pd.DataFrame
-    suspended: pd.DataFrame
+
+class VectorData:
+    """``data`` of the vectorized API: one DataFrame per field (index: dates, columns: symbols).
+
+    Fields ``open high low close volume amount is_st suspended``; each is a copy of the bars'
+    field, built on first access, so the strategy cannot change the run's data and pays only for
+    the fields it reads.
+    """
+
+    __slots__ = ("_bars", "_frames")
+
+    def __init__(self, bars: Bars) -> None:
+        self._bars = bars
+        self._frames: dict[str, pd.DataFrame] = {}
 
     @classmethod
     def of(cls, bars: Bars) -> VectorData:
-        """Copies of the bars' fields, so the strategy cannot change the run's data."""
-        frames = {name: bars.frame(name) for name in (*PRICE_FIELDS, "is_st", "suspended")}
-        return cls(**frames)
+        """The vectorized API's view of ``bars``."""
+        return cls(bars)
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        frame = self._frames.get(name)
+        if frame is None:
+            frame = self._frames[name] = self._bars.frame(name)
+        return frame
+
+    @property
+    def open(self) -> pd.DataFrame:
+        """Opens."""
+        return self._frame("open")
+
+    @property
+    def high(self) -> pd.DataFrame:
+        """Highs."""
+        return self._frame("high")
+
+    @property
+    def low(self) -> pd.DataFrame:
+        """Lows."""
+        return self._frame("low")
+
+    @property
+    def close(self) -> pd.DataFrame:
+        """Closes."""
+        return self._frame("close")
+
+    @property
+    def volume(self) -> pd.DataFrame:
+        """Volumes."""
+        return self._frame("volume")
+
+    @property
+    def amount(self) -> pd.DataFrame:
+        """Traded amounts (NaN where not given)."""
+        return self._frame("amount")
+
+    @property
+    def is_st(self) -> pd.DataFrame:
+        """ST/*ST flags."""
+        return self._frame("is_st")
+
+    @property
+    def suspended(self) -> pd.DataFrame:
+        """Suspension flags."""
+        return self._frame("suspended")
 
 
-class _EventSource:
+def _event_step(strategy: Strategy, session: Session) -> OrderStep:
     """Orders from ``handle_bar``: called after each bar's close with the run's session."""
+    handle_bar = strategy.handle_bar
+    if handle_bar is None:
+        raise StrategyError("the event API needs handle_bar(ctx, data)")
+    ctx, data = Context(session), BarData(session)
+    queue, no_orders = session.queue_sym, (np.empty(0, np.int64), np.empty(0))
 
-    def __init__(self, strategy: Strategy, session: Session) -> None:
-        if strategy.handle_bar is None:
-            raise StrategyError("the event API needs handle_bar(ctx, data)")
-        self._handle_bar = strategy.handle_bar
-        self._session = session
-        self._ctx = Context(session)
-        self._data = BarData(session)
-
-    def __call__(self, t: int, book: Book, total_value: float) -> tuple[IntArray, FloatArray]:
-        s = self._session
-        s.t, s.book, s.total_value = t, book, total_value
+    def step(t: int) -> tuple[IntArray, FloatArray]:
+        session.t = t
         try:
-            self._handle_bar(self._ctx, self._data)
+            handle_bar(ctx, data)
         except StrategyError:
             raise
         except Exception as exc:
-            raise StrategyError(f"handle_bar failed on {s.dates[t]}: {exc!r}") from exc
-        return s.take_orders()
+            raise StrategyError(f"handle_bar failed on {session.dates[t]}: {exc!r}") from exc
+        return session.take_orders() if queue else no_orders
 
-
-class _WeightSource:
-    """Orders from target weights: row t, sized at t's close, traded on the next bar."""
-
-    def __init__(self, weights: FloatArray, market: MarketArrays) -> None:
-        self._weights = weights
-        self._mark = market.mark
-
-    def __call__(self, t: int, book: Book, total_value: float) -> tuple[IntArray, FloatArray]:
-        w = self._weights[t]
-        price = self._mark[t]
-        live = ~np.isnan(w) & (price > 0)
-        if not live.any():
-            return np.empty(0, np.int64), np.empty(0)
-        # The same arithmetic as ctx.order_target_percent: floor(w * value / price) - shares.
-        target = np.floor(w * total_value / np.where(live, price, 1.0))
-        delta = np.where(live, target - book.shares, 0.0)
-        sym = np.flatnonzero(delta)
-        return sym.astype(np.int64), delta[sym]
+    return step
 
 
 def _check_weights(raw: object, bars: Bars) -> FloatArray:
@@ -127,7 +155,8 @@ def _check_weights(raw: object, bars: Bars) -> FloatArray:
         raise StrategyError(
             f"target_weights on {bars.dates[t].date()} sum to {np.nansum(weights[t])!r} > 1"
         )
-    clipped: FloatArray = np.clip(weights, 0.0, 1.0)
+    clipped: FloatArray = np.ascontiguousarray(np.clip(weights, 0.0, 1.0))
+    clipped.setflags(write=False)  # the kernels take read-only, C-ordered arrays
     return clipped
 
 
@@ -156,13 +185,19 @@ def _benchmark(
     return values, label
 
 
+def scaled_benchmark(bench: FloatArray, capital: float) -> FloatArray:
+    """The benchmark prices scaled to start at the initial capital (NaN without a benchmark)."""
+    first = np.flatnonzero(np.isfinite(bench))
+    scaled: FloatArray = np.full(len(bench), np.nan)
+    if len(first) and bench[first[0]] > 0:
+        scaled = capital * bench / bench[first[0]]
+    return scaled
+
+
 def _equity_frame(out: SimOutput, bench: FloatArray, capital: float, bars: Bars) -> pd.DataFrame:
     peak = np.maximum.accumulate(out.equity)
     drawdown = np.where(peak > 0, 1.0 - out.equity / np.where(peak > 0, peak, 1.0), 0.0)
-    first = np.flatnonzero(np.isfinite(bench))
-    scaled = np.full(len(bench), np.nan)
-    if len(first) and bench[first[0]] > 0:
-        scaled = capital * bench / bench[first[0]]
+    scaled = scaled_benchmark(bench, capital)
     frame = pd.DataFrame(
         {"equity": out.equity, "cash": out.cash, "benchmark": scaled, "drawdown": drawdown},
         index=bars.dates.copy(),
@@ -171,47 +206,146 @@ def _equity_frame(out: SimOutput, bench: FloatArray, capital: float, bars: Bars)
     return frame
 
 
-def _tables(out: SimOutput, bars: Bars, market: MarketArrays) -> dict[str, pd.DataFrame]:
+def _tables(
+    out: SimOutput, bars: Bars, market: MarketArrays
+) -> dict[str, Callable[[], pd.DataFrame]]:
+    """Builders of the Result's tables (run on first access: see :class:`Result`)."""
     symbols = np.array(bars.symbols, dtype=object)
-    f, r = out.fills, out.refusals
-    fills = pd.DataFrame(
-        {
-            "date": bars.dates[out.fill_bar],
-            "symbol": symbols[f.sym],
-            "side": np.where(f.side > 0, "buy", "sell"),
-            "shares": f.shares.astype(np.int64),
-            "price": f.price,
-            "commission": f.commission,
-            "min_commission_topup": f.min_commission_topup,
-            "stamp_duty": f.stamp_duty,
-            "transfer_fee": f.transfer_fee,
-            "slippage": f.slippage,
-        }
+
+    def fills() -> pd.DataFrame:
+        f = out.fills
+        return pd.DataFrame(
+            {
+                "date": bars.dates[out.fill_bar],
+                "symbol": symbols[f.sym],
+                "side": np.where(f.side > 0, "buy", "sell"),
+                "shares": f.shares.astype(np.int64),
+                "price": f.price,
+                "commission": f.commission,
+                "min_commission_topup": f.min_commission_topup,
+                "stamp_duty": f.stamp_duty,
+                "transfer_fee": f.transfer_fee,
+                "slippage": f.slippage,
+            }
+        )
+
+    def refusals() -> pd.DataFrame:
+        r = out.refusals
+        reasons = np.array([str(x) for x in REASONS], dtype=object)
+        return pd.DataFrame(
+            {
+                "date": bars.dates[out.refusal_bar],
+                "symbol": symbols[r.sym],
+                "side": np.where(r.side > 0, "buy", "sell"),
+                "requested": r.requested.astype(np.int64),
+                "filled": r.filled.astype(np.int64),
+                "reason": reasons[r.reason],
+            }
+        )
+
+    def holdings(first: int) -> pd.DataFrame:
+        t_idx, j_idx = np.nonzero(out.shares[first:] > 0)
+        t_idx += first
+        shares = out.shares[t_idx, j_idx]
+        close = market.mark[t_idx, j_idx]
+        frame = pd.DataFrame(
+            {
+                "date": bars.dates[t_idx],
+                "symbol": symbols[j_idx],
+                "shares": shares.astype(np.int64),
+                "close": close,
+                "market_value": shares * close,
+            }
+        )
+        if first and frame.empty and (out.shares > 0).any():
+            frame = frame.astype({"symbol": "str"})  # as a slice of the full table would be
+        return frame
+
+    return {
+        "fills": fills,
+        "refusals": refusals,
+        "positions": lambda: holdings(0),
+        "final_positions": lambda: holdings(max(len(bars.dates) - 1, 0)),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated run configuration with its market arrays (shared by backtest and grid)."""
+
+    market: Market
+    costs: Costs
+    rules: Rules
+    strategy: Strategy
+    params: dict[str, Any]
+    arrays: MarketArrays
+    capital: float
+    fill: str
+    slippage_bps: float
+    bench: FloatArray
+    bench_label: str | None
+
+
+def prepare(
+    strategy: str | object,
+    bars: Bars,
+    *,
+    market: str | None,
+    initial_capital: float,
+    costs: Costs | Mapping[str, float] | None,
+    fill: str,
+    slippage_bps: float,
+    params: Mapping[str, Any] | None,
+    benchmark: pd.Series | str | None,
+    rules: Rules | Mapping[str, Any] | None,
+) -> Prepared:
+    """Validate a run's inputs and apply the rulebook to the bars (see :func:`backtest`)."""
+    if not isinstance(bars, Bars):
+        raise ConfigError("bars must be a quantdesk.engine.Bars (see Bars.from_frames)")
+    if fill not in ("next_open", "next_close"):
+        raise ConfigError(f"fill must be 'next_open' or 'next_close', got {fill!r}")
+    if not (np.isfinite(initial_capital) and initial_capital > 0):
+        raise ConfigError(f"initial_capital must be a positive number, got {initial_capital!r}")
+    if not (np.isfinite(slippage_bps) and 0 <= slippage_bps < 10_000):
+        raise ConfigError(f"slippage_bps must be in [0, 10000), got {slippage_bps!r}")
+    try:
+        mkt = Market(market) if market is not None else market_of(bars.symbols)
+    except ValueError as exc:
+        raise ConfigError(f"unknown market {market!r}: 'cn_a' or 'us'") from exc
+    cost_overrides = Costs.coerce(costs)
+    rule_overrides = Rules.coerce(rules)
+    loaded = load_strategy(strategy)
+    merged = merge_params(loaded.defaults, params)
+    arrays = build_market(bars, mkt, costs=cost_overrides, rules=rule_overrides, fill=fill)
+    bench, bench_label = _benchmark(benchmark, bars, mkt)
+    return Prepared(
+        market=mkt,
+        costs=cost_overrides,
+        rules=rule_overrides,
+        strategy=loaded,
+        params=merged,
+        arrays=arrays,
+        capital=float(initial_capital),
+        fill=fill,
+        slippage_bps=float(slippage_bps),
+        bench=bench,
+        bench_label=bench_label,
     )
-    reasons = np.array([str(x) for x in REASONS], dtype=object)
-    refusals = pd.DataFrame(
-        {
-            "date": bars.dates[out.refusal_bar],
-            "symbol": symbols[r.sym],
-            "side": np.where(r.side > 0, "buy", "sell"),
-            "requested": r.requested.astype(np.int64),
-            "filled": r.filled.astype(np.int64),
-            "reason": reasons[r.reason],
-        }
-    )
-    t_idx, j_idx = np.nonzero(out.shares > 0)
-    shares = out.shares[t_idx, j_idx]
-    close = market.mark[t_idx, j_idx]
-    positions = pd.DataFrame(
-        {
-            "date": bars.dates[t_idx],
-            "symbol": symbols[j_idx],
-            "shares": shares.astype(np.int64),
-            "close": close,
-            "market_value": shares * close,
-        }
-    )
-    return {"fills": fills, "refusals": refusals, "positions": positions}
+
+
+def run_target_weights(
+    strategy: Strategy, bars: Bars, data: VectorData, params: Mapping[str, Any]
+) -> FloatArray:
+    """Call ``target_weights(data, params)`` and check what it returns."""
+    if strategy.target_weights is None:
+        raise StrategyError("the vectorized API needs target_weights(data, params)")
+    try:
+        raw = strategy.target_weights(data, dict(params))
+    except StrategyError:
+        raise
+    except Exception as exc:
+        raise StrategyError(f"target_weights failed: {exc!r}") from exc
+    return _check_weights(raw, bars)
 
 
 def backtest(
@@ -228,6 +362,7 @@ def backtest(
     rules: Rules | Mapping[str, Any] | None = None,
     risk_free_rate: float = 0.0,
     log_limits: LogLimits | None = None,
+    accelerate: bool | None = None,
 ) -> Result:
     """Run ``strategy`` on ``bars`` under a market's rules (STRATEGY_API.md sections 2 and 3).
 
@@ -260,6 +395,10 @@ def backtest(
         Annual rate for the Sharpe and Sortino ratios and alpha.
     log_limits : LogLimits, optional
         Caps on ``ctx.log``.
+    accelerate : bool, optional
+        Kernels to run: ``None`` (default) the numba-compiled ones if :func:`use_numba` ran in
+        this process, else plain Python; ``True`` compiled (compiling now if needed; an error
+        without numba); ``False`` plain Python. Results are identical either way.
 
     Returns
     -------
@@ -270,28 +409,23 @@ def backtest(
     StrategyError
         Invalid strategy code, params or weights, or an exception inside the strategy.
     ConfigError
-        Invalid market, costs, rules, fill, capital or benchmark.
+        Invalid market, costs, rules, fill, capital or benchmark, or ``accelerate=True``
+        without numba.
     """
-    if not isinstance(bars, Bars):
-        raise ConfigError("bars must be a quantdesk.engine.Bars (see Bars.from_frames)")
-    if fill not in ("next_open", "next_close"):
-        raise ConfigError(f"fill must be 'next_open' or 'next_close', got {fill!r}")
-    if not (np.isfinite(initial_capital) and initial_capital > 0):
-        raise ConfigError(f"initial_capital must be a positive number, got {initial_capital!r}")
-    if not (np.isfinite(slippage_bps) and 0 <= slippage_bps < 10_000):
-        raise ConfigError(f"slippage_bps must be in [0, 10000), got {slippage_bps!r}")
-    try:
-        mkt = Market(market) if market is not None else market_of(bars.symbols)
-    except ValueError as exc:
-        raise ConfigError(f"unknown market {market!r}: 'cn_a' or 'us'") from exc
-    cost_overrides = Costs.coerce(costs)
-    rule_overrides = Rules.coerce(rules)
-    loaded = load_strategy(strategy)
-    merged = merge_params(loaded.defaults, params)
-    arrays = build_market(bars, mkt, costs=cost_overrides, rules=rule_overrides, fill=fill)
-    capital = float(initial_capital)
-    bench, bench_label = _benchmark(benchmark, bars, mkt)
-
+    run = prepare(
+        strategy,
+        bars,
+        market=market,
+        initial_capital=initial_capital,
+        costs=costs,
+        fill=fill,
+        slippage_bps=slippage_bps,
+        params=params,
+        benchmark=benchmark,
+        rules=rules,
+    )
+    loaded, arrays, capital, merged = run.strategy, run.arrays, run.capital, run.params
+    k = kernels_for(accelerate)
     session = make_session(
         bars,
         arrays,
@@ -300,9 +434,9 @@ def backtest(
         limits=log_limits or LogLimits(),
     )
     if loaded.api is Api.EVENT:
+        step = _event_step(loaded, session)
         if loaded.initialize is not None:
             session.in_initialize = True
-            session.total_value = capital
             try:
                 loaded.initialize(Context(session))
             except StrategyError:
@@ -311,48 +445,38 @@ def backtest(
                 raise StrategyError(f"initialize failed: {exc!r}") from exc
             finally:
                 session.in_initialize = False
-        out = simulate(
-            arrays,
-            initial_capital=capital,
-            slippage_bps=slippage_bps,
-            source=_EventSource(loaded, session),
+        out = simulate_events(
+            arrays, k, book=session.book, slippage_bps=run.slippage_bps, step=step
         )
     else:
-        if loaded.target_weights is None:
-            raise StrategyError("the vectorized API needs target_weights(data, params)")
-        try:
-            raw = loaded.target_weights(VectorData.of(bars), dict(merged))
-        except StrategyError:
-            raise
-        except Exception as exc:
-            raise StrategyError(f"target_weights failed: {exc!r}") from exc
-        weights = _check_weights(raw, bars)
-        out = simulate(
-            arrays,
-            initial_capital=capital,
-            slippage_bps=slippage_bps,
-            source=_WeightSource(weights, arrays),
+        weights = run_target_weights(loaded, bars, VectorData.of(bars), merged)
+        out = simulate_weights(
+            arrays, k, weights=weights, initial_capital=capital, slippage_bps=run.slippage_bps
         )
     try:
         state = json.loads(json.dumps(session.state, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise StrategyError(f"ctx.state must be JSON-serialisable: {exc}") from exc
 
-    tables = _tables(out, bars, arrays)
-    records = pd.DataFrame(session.records, index=bars.dates.copy())
-    records.index.name = "date"
-    logs = pd.DataFrame(session.logs, columns=["date", "message"])
+    def records() -> pd.DataFrame:
+        frame = pd.DataFrame(session.records, index=bars.dates.copy())
+        frame.index.name = "date"
+        return frame
+
+    def logs() -> pd.DataFrame:
+        return pd.DataFrame(session.logs, columns=["date", "message"])
+
     config = {
         "api": str(loaded.api),
-        "market": str(mkt),
+        "market": str(run.market),
         "initial_capital": capital,
         "fill": fill,
-        "slippage_bps": float(slippage_bps),
+        "slippage_bps": run.slippage_bps,
         "params": merged,
-        "costs": cost_overrides.as_dict(),
-        "rules": rule_overrides.as_dict(),
+        "costs": run.costs.as_dict(),
+        "rules": run.rules.as_dict(),
         "t_plus_1": arrays.t_plus_1,
-        "benchmark": bench_label,
+        "benchmark": run.bench_label,
         "risk_free_rate": float(risk_free_rate),
         "start": bars.dates[0].date().isoformat(),
         "end": bars.dates[-1].date().isoformat(),
@@ -360,12 +484,8 @@ def backtest(
         "rulebook_version": RULEBOOK_VERSION,
     }
     return Result(
-        equity=_equity_frame(out, bench, capital, bars),
-        positions=tables["positions"],
-        fills=tables["fills"],
-        refusals=tables["refusals"],
-        logs=logs,
-        records=records,
+        equity=_equity_frame(out, run.bench, capital, bars),
+        tables={**_tables(out, bars, arrays), "logs": logs, "records": records},
         rulebook_version=RULEBOOK_VERSION,
         config=json_safe(config),
         state=state,
