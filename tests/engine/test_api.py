@@ -117,8 +117,11 @@ def test_history_never_returns_a_later_value() -> None:
     def hook(bar: int, ctx: Any, data: Any) -> None:
         h = data.history(MAIN, "close", 100)
         seen.append((len(h), float(h[-1]), data.current(MAIN, "open"), data.can_trade(MAIN)))
-        with pytest.raises(ValueError, match="read-only"):
-            h[-1] = 0.0
+        # A copy of its own: no `.base` leading to the whole array (the future), and editing
+        # it leaves the run's data alone.
+        assert h.base is None
+        h[-1] = 0.0
+        assert data.history(MAIN, "close", 1)[-1] == 10.5 + bar
 
     run({MAIN: frame([(10.0 + i, 10.5 + i) for i in range(4)])}, {}, hook=hook)
     assert seen == [(i + 1, 10.5 + i, 10.0 + i, True) for i in range(4)]

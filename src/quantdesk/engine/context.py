@@ -304,13 +304,14 @@ class BarData:
     def history(self, symbol: str, field: str, n: int) -> FloatArray:
         """The last ``n`` values of ``field`` up to the current bar (fewer at the start).
 
-        A read-only float64 array; NaN where the symbol had no bar on a date.
+        A float64 array of its own; NaN where the symbol had no bar on a date. A copy, not a
+        view: a view's ``.base`` would be the whole array, future rows included.
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise StrategyError(f"history needs a positive integer n, got {n!r}")
         j = self._s.column(symbol)
         t = self._s.t
-        return self._field(field)[max(0, t - int(n) + 1) : t + 1, j]
+        return self._field(field)[max(0, t - int(n) + 1) : t + 1, j].copy()
 
     def current(self, symbol: str, field: str) -> float:
         """The current bar's value of ``field`` (NaN when the symbol has no bar today)."""
