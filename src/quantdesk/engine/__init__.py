@@ -17,6 +17,7 @@ from quantdesk.engine.data import Bars
 from quantdesk.engine.errors import ConfigError, DataError, EngineError, StrategyError
 from quantdesk.engine.grid import GRID_METRICS, ROUND_TRIP_METRICS, backtest_grid
 from quantdesk.engine.result import Result
+from quantdesk.engine.resume import Resume
 from quantdesk.engine.rules import (
     RULEBOOK,
     RULEBOOK_VERSION,
@@ -49,6 +50,7 @@ __all__ = [
     "Position",
     "Reason",
     "Result",
+    "Resume",
     "Rule",
     "RuleRow",
     "Rules",

@@ -333,7 +333,11 @@ def _empty_round_trips() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
 
 
-def closed_round_trips(fills: pd.DataFrame | None) -> pd.DataFrame:
+Opening = Mapping[str, tuple[float, float, Any]]
+"""Positions held before the first fill (a resumed run): symbol -> (shares, avg cost, date)."""
+
+
+def closed_round_trips(fills: pd.DataFrame | None, opening: Opening | None = None) -> pd.DataFrame:
     """Match sells to earlier buys first-in first-out per symbol: one row per closed lot slice.
 
     Parameters
@@ -366,6 +370,11 @@ def closed_round_trips(fills: pd.DataFrame | None) -> pd.DataFrame:
     """
     if fills is None or len(fills) == 0:
         return _empty_round_trips()
+    open_lots: dict[Any, deque[_Lot]] = {}
+    for symbol, (held, avg_cost, since) in (opening or {}).items():
+        # An opening lot carries its average cost as price and no costs of its own.
+        day = int(np.datetime64(pd.Timestamp(since).date(), "D").astype(np.int64))
+        open_lots[symbol] = deque([_Lot(since, day, float(held), float(avg_cost), 0.0)])
     missing = [c for c in _FILL_COLUMNS if c not in fills.columns]
     if missing:
         raise ValueError(f"fills lack the columns {missing}")
@@ -383,7 +392,6 @@ def closed_round_trips(fills: pd.DataFrame | None) -> pd.DataFrame:
     prices = fills["price"].to_numpy(dtype=np.float64)[order]
     costs = costs[order]
 
-    open_lots: dict[Any, deque[_Lot]] = {}
     rows: list[tuple[Any, ...]] = []
     for date, day, symbol, side, qty, price, cost in zip(
         dates,
@@ -463,6 +471,7 @@ def compute_metrics(
     benchmark: pd.Series[float] | None = None,
     fills: pd.DataFrame | None = None,
     risk_free_rate: float = 0.0,
+    opening: Opening | None = None,
 ) -> dict[str, MetricValue]:
     """All metrics of STRATEGY_API.md section 4, JSON-ready.
 
@@ -478,6 +487,9 @@ def compute_metrics(
         The run's fills, as for :func:`closed_round_trips`. None means no fills.
     risk_free_rate : float
         Annual risk-free rate (0.02 = 2%), used daily as rf_d = (1 + rate)^(1/252) - 1.
+    opening : mapping, optional
+        Positions held before the first fill (a resumed paper-trading step), so sells of them
+        close round trips: symbol -> (shares, average cost, date).
 
     Returns
     -------
@@ -489,7 +501,7 @@ def compute_metrics(
         raise ValueError("the equity curve is empty")
     e = _values(equity)
     r = daily_returns(e)
-    trips = closed_round_trips(fills)
+    trips = closed_round_trips(fills, opening)
     metrics: dict[str, float | int] = {
         "final_value": final_value(e),
         "total_return": total_return(e),

@@ -81,6 +81,12 @@ class Result:
         The run's resolved configuration (JSON-safe).
     state : dict
         The strategy's ``ctx.state`` at the end (event API).
+    book : dict
+        ``cash`` and ``positions`` (symbol -> shares, avg_cost) after the last bar: what a
+        paper-trading step carries to the next.
+    opening : dict
+        A resumed run's starting positions, symbol -> (shares, avg_cost, date), so round trips
+        and win rates count the sells of shares bought in earlier steps.
     """
 
     equity: pd.DataFrame
@@ -89,6 +95,17 @@ class Result:
     tables: Mapping[str, Callable[[], pd.DataFrame]] = field(repr=False)
     state: dict[str, Any] = field(default_factory=dict)
     risk_free_rate: float = 0.0
+    book: dict[str, Any] = field(default_factory=dict)
+    opening: dict[str, tuple[float, float, Any]] = field(default_factory=dict)
+
+    @cached_property
+    def pending_orders(self) -> pd.DataFrame:
+        """``symbol, shares, reference_price`` of the orders queued after the last bar.
+
+        A backtest refuses them (``no_next_bar``); for a paper-trading step they are the
+        signals: what to trade at the next open. ``reference_price`` is the last close.
+        """
+        return self.tables["pending_orders"]()
 
     @cached_property
     def positions(self) -> pd.DataFrame:
@@ -126,6 +143,7 @@ class Result:
             benchmark=None if bench.isna().all() else bench,
             fills=self.fills,
             risk_free_rate=self.risk_free_rate,
+            opening=self.opening,
         )
         return {str(k): json_safe(v) for k, v in values.items()}
 
@@ -134,7 +152,7 @@ class Result:
         """Closed round trips (FIFO lots per symbol), from ``engine.metrics``."""
         from quantdesk.engine.metrics import closed_round_trips
 
-        trips: pd.DataFrame = closed_round_trips(self.fills)
+        trips: pd.DataFrame = closed_round_trips(self.fills, self.opening)
         return trips
 
     @property
@@ -170,4 +188,6 @@ class Result:
                 "series": records,
             },
             "state": json_safe(self.state),
+            "book": json_safe(self.book),
+            "pending_orders": frame_records(self.pending_orders),
         }

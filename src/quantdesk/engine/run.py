@@ -18,6 +18,7 @@ from quantdesk.engine.data import PRICE_FIELDS, Bars
 from quantdesk.engine.errors import ConfigError, StrategyError
 from quantdesk.engine.profile import MarketArrays, build_market
 from quantdesk.engine.result import Result, json_safe
+from quantdesk.engine.resume import Resume
 from quantdesk.engine.rules import (
     DEFAULT_BENCHMARK,
     RULEBOOK_VERSION,
@@ -124,6 +125,61 @@ def _event_step(strategy: Strategy, session: Session) -> OrderStep:
         return session.take_orders() if queue else no_orders
 
     return step
+
+
+def _weights_step(weights: FloatArray, session: Session) -> OrderStep:
+    """Target weights as orders, bar by bar: row t's weights through order_target_percent.
+
+    The same orders :func:`kernels.run_weights` derives (STRATEGY_API.md 1b: "exactly like an
+    order placed in handle_bar on day t"); used where a run must go bar by bar (a resume).
+    """
+    ctx, symbols = Context(session), session.bars.symbols
+
+    def step(t: int) -> tuple[IntArray, FloatArray]:
+        session.t = t
+        row = weights[t]
+        for j in np.flatnonzero(~np.isnan(row)):
+            ctx.order_target_percent(symbols[j], float(row[j]))
+        return session.take_orders()
+
+    return step
+
+
+def _resumed_run(
+    loaded: Strategy,
+    bars: Bars,
+    arrays: MarketArrays,
+    session: Session,
+    resumed: Resume,
+    k: Any,
+    slippage_bps: float,
+    params: Mapping[str, Any],
+) -> SimOutput:
+    """A paper-trading step: bars before ``trade_from`` are history; trading starts there from
+    the stored book, queued orders and ctx.state; ``initialize`` is not called again."""
+    start = int(bars.dates.searchsorted(pd.Timestamp(resumed.trade_from)))
+    if start >= len(bars.dates):
+        raise ConfigError(f"no bar on or after resume.trade_from {resumed.trade_from}")
+    named = set(resumed.positions) | {s for s, _ in resumed.pending}
+    unknown = sorted(s for s in named if s not in session.index)
+    if unknown:
+        raise ConfigError(f"resume names symbols without bars: {', '.join(unknown)}")
+    book = session.book
+    for symbol, (shares, avg_cost) in resumed.positions.items():
+        j = session.index[symbol]
+        book.shares[j], book.sellable[j], book.avg_cost[j] = shares, shares, avg_cost
+    session.state = resumed.state_copy()
+    pending = (
+        np.array([session.index[s] for s, _ in resumed.pending], np.int64),
+        np.array([q for _, q in resumed.pending], np.float64),
+    )
+    if loaded.api is Api.EVENT:
+        step = _event_step(loaded, session)
+    else:
+        step = _weights_step(run_target_weights(loaded, bars, VectorData.of(bars), params), session)
+    return simulate_events(
+        arrays, k, book=book, slippage_bps=slippage_bps, step=step, start=start, pending=pending
+    )
 
 
 def _check_weights(raw: object, bars: Bars) -> FloatArray:
@@ -261,7 +317,18 @@ def _tables(
             frame = frame.astype({"symbol": "str"})  # as a slice of the full table would be
         return frame
 
+    def pending_orders() -> pd.DataFrame:
+        last = len(bars.dates) - 1
+        return pd.DataFrame(
+            {
+                "symbol": symbols[out.pending_sym].astype(str),
+                "shares": out.pending_qty.astype(np.int64),
+                "reference_price": market.mark[last, out.pending_sym] if last >= 0 else [],
+            }
+        )
+
     return {
+        "pending_orders": pending_orders,
         "fills": fills,
         "refusals": refusals,
         "positions": lambda: holdings(0),
@@ -363,6 +430,7 @@ def backtest(
     risk_free_rate: float = 0.0,
     log_limits: LogLimits | None = None,
     accelerate: bool | None = None,
+    resume: Resume | Mapping[str, Any] | None = None,
 ) -> Result:
     """Run ``strategy`` on ``bars`` under a market's rules (STRATEGY_API.md sections 2 and 3).
 
@@ -426,14 +494,17 @@ def backtest(
     )
     loaded, arrays, capital, merged = run.strategy, run.arrays, run.capital, run.params
     k = kernels_for(accelerate)
+    resumed = Resume.coerce(resume)
     session = make_session(
         bars,
         arrays,
         params=merged,
-        book=Book.empty(capital, len(bars.symbols)),
+        book=Book.empty(resumed.cash if resumed else capital, len(bars.symbols)),
         limits=log_limits or LogLimits(),
     )
-    if loaded.api is Api.EVENT:
+    if resumed is not None:
+        out = _resumed_run(loaded, bars, arrays, session, resumed, k, run.slippage_bps, merged)
+    elif loaded.api is Api.EVENT:
         step = _event_step(loaded, session)
         if loaded.initialize is not None:
             session.in_initialize = True
@@ -483,6 +554,8 @@ def backtest(
         "symbols": len(bars.symbols),
         "rulebook_version": RULEBOOK_VERSION,
     }
+    if resumed is not None:
+        config["trade_from"] = resumed.trade_from.isoformat()
     return Result(
         equity=_equity_frame(out, run.bench, capital, bars),
         tables={**_tables(out, bars, arrays), "logs": logs, "records": records},
@@ -490,4 +563,28 @@ def backtest(
         config=json_safe(config),
         state=state,
         risk_free_rate=float(risk_free_rate),
+        book=_final_book(out, bars),
+        opening={
+            symbol: (shares, avg_cost, resumed.trade_from)
+            for symbol, (shares, avg_cost) in resumed.positions.items()
+        }
+        if resumed
+        else {},
     )
+
+
+def _final_book(out: SimOutput, bars: Bars) -> dict[str, Any]:
+    """Cash and holdings (shares, average cost) after the last bar."""
+    if not len(out.cash):
+        return {"cash": None, "positions": {}}
+    last = out.shares[-1]
+    return {
+        "cash": float(out.cash[-1]),
+        "positions": {
+            bars.symbols[j]: {
+                "shares": int(last[j]),
+                "avg_cost": float(out.avg_cost[j]),
+            }
+            for j in np.flatnonzero(last > 0)
+        },
+    }

@@ -9,7 +9,7 @@ go to :func:`kernels.fill_orders`. Target weights are known up front, so their w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -40,6 +40,11 @@ class SimOutput:
     fill_bar: IntArray
     refusals: Refusals
     refusal_bar: IntArray
+    # Orders queued after the last bar (also refused `no_next_bar`): a paper step's signals.
+    pending_sym: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    pending_qty: FloatArray = field(default_factory=lambda: np.empty(0))
+    # Average cost per share after the last bar (the kernels keep it with the shares).
+    avg_cost: FloatArray = field(default_factory=lambda: np.empty(0))
 
 
 class Records:
@@ -113,7 +118,14 @@ def held_value(shares: FloatArray, mark: FloatArray) -> FloatArray:
 
 
 def simulate_events(
-    m: MarketArrays, k: Kernels, *, book: Book, slippage_bps: float, step: OrderStep
+    m: MarketArrays,
+    k: Kernels,
+    *,
+    book: Book,
+    slippage_bps: float,
+    step: OrderStep,
+    start: int = 0,
+    pending: tuple[IntArray, FloatArray] | None = None,
 ) -> SimOutput:
     """Run every bar: unlock T+1 shares, fill yesterday's orders, mark, ask ``step`` for orders.
 
@@ -129,17 +141,27 @@ def simulate_events(
         Fill prices move against each order by this many basis points.
     step : callable
         ``step(t)`` runs the strategy after bar ``t`` and returns its orders.
+    start : int
+        The first bar that trades (a resumed paper run): earlier bars are history only, with
+        the book as given and no call to ``step``.
+    pending : (symbols, shares), optional
+        Orders queued before ``start`` (a resumed run's last signals); they fill on ``start``.
     """
     n_bars, n_symbols = m.mark.shape
     slippage = slippage_bps / 10_000.0
     records = Records(64)
     seen = np.full(n_symbols, -1, np.int64)
     cash = np.empty(n_bars)
-    snapshots: list[FloatArray] = [np.zeros(n_symbols)]
+    snapshots: list[FloatArray] = [book.shares.copy()]
     snapshot_bars: list[int] = [-1]
     pending_sym, pending_qty = step_orders_none()
     unlock = False
     for t in range(n_bars):
+        if t < start:  # history only: nothing trades, the book stands
+            cash[t] = book.cash
+            continue
+        if t == start and pending is not None:
+            pending_sym, pending_qty = pending
         if unlock:  # 1. shares bought before t become sellable
             book.sellable[:] = book.shares
             unlock = False
@@ -167,7 +189,13 @@ def simulate_events(
     which = np.searchsorted(np.array(snapshot_bars), np.arange(n_bars), side="right") - 1
     shares = np.stack(snapshots)[which]
     equity = cash + held_value(shares, m.mark)
-    return _output(equity, cash, shares, records)
+    out = _output(equity, cash, shares, records)
+    return replace(
+        out,
+        pending_sym=pending_sym.copy(),
+        pending_qty=pending_qty.copy(),
+        avg_cost=book.avg_cost.copy(),
+    )
 
 
 def step_orders_none() -> tuple[IntArray, FloatArray]:
@@ -215,4 +243,10 @@ def simulate_weights(
         if t >= n_bars:
             break
         records.reserve(len(records.fill_i), len(records.ref_i))  # full: double and go on
-    return _output(equity, cash_path, shares_path, records)
+    out = _output(equity, cash_path, shares_path, records)
+    # The kernel refuses the last bar's orders as it makes them: those are the pending orders.
+    last = (out.refusals.reason == kn.NO_NEXT_BAR) & (out.refusal_bar == n_bars - 1)
+    qty = out.refusals.side[last].astype(np.float64) * out.refusals.requested[last]
+    return replace(
+        out, pending_sym=out.refusals.sym[last].copy(), pending_qty=qty, avg_cost=avg_cost.copy()
+    )

@@ -589,6 +589,8 @@ def result_dict(result: Result) -> dict[str, Any]:
             "series": {str(name): json_safe(records[name].to_numpy()) for name in records},
         },
         "state": json_safe(result.state),
+        "book": json_safe(result.book),
+        "pending_orders": frame_records(result.pending_orders),
     }
 
 

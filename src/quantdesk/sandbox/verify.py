@@ -29,6 +29,7 @@ from quantdesk.engine.errors import ConfigError
 from quantdesk.engine.metrics import closed_round_trips, compute_metrics
 from quantdesk.engine.profile import MarketArrays, build_market
 from quantdesk.engine.result import frame_records, json_safe
+from quantdesk.engine.resume import Resume
 from quantdesk.engine.rules import (
     DEFAULT_BENCHMARK,
     RULEBOOK_VERSION,
@@ -50,6 +51,7 @@ CONFIG_KEYS = (
     "benchmark",
     "rules",
     "risk_free_rate",
+    "resume",
 )
 _LIMIT_TOL = 1e-6  # the engine's "at the limit" tolerance (engine/broker.py)
 _PRICE_RTOL = 1e-9  # fill prices are recomputed with the same float operations
@@ -73,6 +75,7 @@ class RunSpec:
     benchmark: str | None
     risk_free_rate: float
     params: dict[str, Any] = field(default_factory=dict)
+    resume: Resume | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], bars: Bars) -> RunSpec:
@@ -125,11 +128,12 @@ class RunSpec:
             benchmark=benchmark,
             risk_free_rate=_config_number(config, "risk_free_rate", 0.0),
             params=dict(params),
+            resume=Resume.coerce(config.get("resume")),
         )
 
     def engine_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``qe.backtest`` as JSON (what the child receives)."""
-        return {
+        kwargs: dict[str, Any] = {
             "market": str(self.market),
             "initial_capital": self.initial_capital,
             "costs": self.costs.as_dict(),
@@ -140,6 +144,9 @@ class RunSpec:
             "rules": self.rules.as_dict(),
             "risk_free_rate": self.risk_free_rate,
         }
+        if self.resume is not None:
+            kwargs["resume"] = self.resume.as_dict()
+        return kwargs
 
 
 def _config_number(config: Mapping[str, Any], key: str, default: float) -> float:
@@ -294,10 +301,26 @@ def _cost_says(name: str, reported: FloatArray, rules: FloatArray) -> Callable[[
     return lambda i: f"{name} is {reported[i]:g}, the rules give {rules[i]:g}"
 
 
+def _start(bars: Bars, spec: RunSpec) -> tuple[int, float, FloatArray]:
+    """The first bar that may trade, the cash and the shares a (resumed) run starts from."""
+    initial = np.zeros(len(bars.symbols))
+    if spec.resume is None:
+        return 0, spec.initial_capital, initial
+    start = int(bars.dates.searchsorted(pd.Timestamp(spec.resume.trade_from)))
+    for symbol, (shares, _) in spec.resume.positions.items():
+        if symbol not in bars.symbols:
+            raise ConfigError(f"resume names a symbol without bars: {symbol}")
+        initial[bars.symbols.index(symbol)] = shares
+    return start, spec.resume.cash, initial
+
+
 def _replay(
     fills: list[dict[str, Any]], bars: Bars, spec: RunSpec, m: MarketArrays, dates: list[str]
 ) -> _Replay:
     """Check every fill against the bars and rules (vectorised), then replay cash and shares."""
+    start, start_cash, start_shares = _start(bars, spec)
+    # A resumed run's first bar fills only the orders queued before it.
+    queued = {(s, q > 0) for s, q in spec.resume.pending} if spec.resume else set()
     t, j, buy, numbers = _parse_fills(fills, dates, bars.symbols)
     qty, price = numbers[:, 0], numbers[:, 1]
     n = len(t)
@@ -333,6 +356,15 @@ def _replay(
         (~((qty > 0) & (qty == np.floor(qty))), lambda i: "shares must be a positive integer"),
         (np.r_[False, t[1:] < t[:-1]] if n else buy, lambda i: "fills are not in date order"),
         (t == 0, lambda i: "a fill on the first bar, before any order could be placed"),
+        (t < start, lambda i: "a fill before the run's first trading day"),
+        (
+            (t == start)
+            & (start > 0)
+            & ~np.array(
+                [(fills[i]["symbol"], bool(buy[i])) in queued for i in range(n)], dtype=bool
+            ),
+            lambda i: "a fill on the first trading day that no queued order asked for",
+        ),
         (~m.tradable[t, j], lambda i: "the symbol has no bar or is suspended that day"),
         (
             ~in_range,
@@ -385,10 +417,9 @@ def _replay(
     first_before, first_after = first_failure(before), first_failure(after)
     paid = (costs[:, 0] + costs[:, 2] + costs[:, 3]).tolist()
     signed = np.where(buy, qty, -qty)
-    n_symbols = len(bars.symbols)
-    shares, sellable = [0.0] * n_symbols, [0.0] * n_symbols
+    shares, sellable = start_shares.tolist(), start_shares.tolist()
     min_lot, lot_step = m.min_lot.tolist(), m.lot_step.tolist()
-    cash, day = spec.initial_capital, -1
+    cash, day = start_cash, -1
     cash_after: dict[int, float] = {}
     floor = -_MONEY_RTOL * spec.initial_capital - 1e-6
     for i, (ti, ji, is_buy, q, v) in enumerate(
@@ -523,11 +554,11 @@ def verify_result(result: Any, bars: Bars, spec: RunSpec) -> dict[str, Any]:
     fills = _rows(result.get("fills"), "fills")
     replay = _replay(fills, bars, spec, m, dates)
     expected_cash = np.empty(n_bars)
-    current = spec.initial_capital
+    _, current, start_shares = _start(bars, spec)
     for t in range(n_bars):
         current = replay.cash_after_day.get(t, current)
         expected_cash[t] = current
-    shares = np.cumsum(replay.delta, axis=0)
+    shares = np.cumsum(replay.delta, axis=0) + start_shares
     expected_equity = expected_cash + np.einsum("tn,tn->t", shares, m.mark)
     for name, got, want in (("cash", cash, expected_cash), ("equity", equity, expected_equity)):
         tol = _MONEY_RTOL * np.maximum(spec.initial_capital, np.maximum(abs(got), abs(want)))
@@ -548,6 +579,8 @@ def verify_result(result: Any, bars: Bars, spec: RunSpec) -> dict[str, Any]:
         _expect(row.get("date") == dates[-1], "positions are not the holdings after the last bar")
     _expect(reported == held, "the final positions are not what the fills give")
     out = _recomputed(result, bars, spec, dates, equity, cash, fills, replay.fill_bar)
+    out["book"] = _book(result, bars, float(cash[-1]), shares[-1])  # cash: verified above
+    out["pending_orders"] = _pending(result, bars, m)
     out["positions"] = [  # closes and values from the parent's bars, not the child's word
         {
             "date": dates[-1],
@@ -558,6 +591,43 @@ def verify_result(result: Any, bars: Bars, spec: RunSpec) -> dict[str, Any]:
         }
         for j in columns
     ]
+    return out
+
+
+def _book(result: Mapping[str, Any], bars: Bars, cash: float, shares: FloatArray) -> dict[str, Any]:
+    """The book after the last bar: cash and shares from the replay; average costs (only what
+    the strategy sees of its own positions next time) from the child, checked for sense."""
+    book = result.get("book")
+    if not isinstance(book, dict):
+        raise IntegrityError("book is not an object")
+    reported = book.get("positions")
+    if not isinstance(reported, dict):
+        raise IntegrityError("book.positions is not an object")
+    positions: dict[str, dict[str, Any]] = {}
+    for j in np.flatnonzero(shares > 0):
+        symbol = bars.symbols[j]
+        row = reported.get(symbol)
+        if not isinstance(row, dict):
+            raise IntegrityError(f"book: no position for {symbol}")
+        avg_cost = _number(row, "avg_cost", "book")
+        _expect(avg_cost >= 0, f"book: a negative average cost for {symbol}")
+        positions[symbol] = {"shares": int(shares[j]), "avg_cost": avg_cost}
+    _expect(set(reported) == set(positions), "book: positions the fills do not give")
+    return {"cash": float(cash), "positions": positions}
+
+
+def _pending(result: Mapping[str, Any], bars: Bars, m: MarketArrays) -> list[dict[str, Any]]:
+    """The orders queued after the last bar: whole shares of the run's symbols, last close."""
+    out = []
+    for row in _rows(result.get("pending_orders"), "pending_orders"):
+        symbol = row.get("symbol")
+        _expect(symbol in bars.symbols, "pending_orders: a symbol without bars")
+        shares = _number(row, "shares", "pending_orders")
+        _expect(shares != 0 and shares == int(shares), "pending_orders: not whole shares")
+        j = bars.symbols.index(symbol)
+        out.append(
+            {"symbol": symbol, "shares": int(shares), "reference_price": float(m.mark[-1, j])}
+        )
     return out
 
 
@@ -588,11 +658,20 @@ def _recomputed(
         }
     )
     bench_series = frame["benchmark"]
+    opening = (
+        {
+            symbol: (shares, avg_cost, spec.resume.trade_from)
+            for symbol, (shares, avg_cost) in spec.resume.positions.items()
+        }
+        if spec.resume
+        else {}
+    )
     metrics = compute_metrics(
         frame["equity"],
         benchmark=None if bench_series.isna().all() else bench_series,
         fills=fills_frame,
         risk_free_rate=spec.risk_free_rate,
+        opening=opening,
     )
     out = dict(result)
     out["equity"] = [
@@ -607,7 +686,7 @@ def _recomputed(
         )
     ]
     out["metrics"] = {str(k): json_safe(v) for k, v in metrics.items()}
-    out["round_trips"] = frame_records(closed_round_trips(fills_frame))
+    out["round_trips"] = frame_records(closed_round_trips(fills_frame, opening))
     return out
 
 
