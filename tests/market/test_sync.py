@@ -253,3 +253,27 @@ def test_a_sync_invalidates_cached_history(
 def test_seed_demo_is_idempotent(db: Session, market_data: object) -> None:
     result = sync.seed_demo(db)
     assert (result.status, result.symbols_ok, result.bars_written) == ("finished", 62, 0)
+
+
+def test_a_sync_checks_the_price_alerts_of_its_symbols(api: Api, app: Flask, db: Session) -> None:
+    owner = api.logged_in()
+    bars = make_bars(12)
+    last, previous = float(bars.close.iloc[-1]), float(bars.close.iloc[-2])
+    # An alert between the last two closes: the newest bar crosses it.
+    threshold = (last + previous) / 2
+    condition = "above" if last > previous else "below"
+    response = api.post(
+        "/api/notifications/price-alerts",
+        headers=owner.headers,
+        json={"symbol": "AAPL", "condition": condition, "threshold": threshold},
+    )
+    assert response.status_code == 201, response.get_json()
+    with app.app_context():  # as in the CLI and the tasks: the alert sends through this app
+        run(db, FakeProvider(table={"AAPL": bars}), ["AAPL"])
+    items = api.get("/api/notifications", headers=owner.headers).get_json()["items"]
+    assert [item["event"] for item in items] == ["price_alert"]
+    assert items[0]["data"]["symbol"] == "AAPL"
+    # Syncing the same bars again does not repeat it.
+    with app.app_context():
+        run(db, FakeProvider(table={"AAPL": bars}), ["AAPL"])
+    assert api.get("/api/notifications", headers=owner.headers).get_json()["total"] == 1

@@ -297,6 +297,7 @@ def _run(session: Session, job: _Job, result: SyncResult) -> None:
         session.commit()
         if cache is not None:
             cache.invalidate(batch_symbols)
+        check_alerts(session, batch_symbols)
         batch.clear()
         batch_symbols.clear()
         moving.clear()
@@ -345,6 +346,24 @@ def _run(session: Session, job: _Job, result: SyncResult) -> None:
         if job.progress is not None:
             job.progress(done, len(names), symbol)
     flush()
+
+
+def check_alerts(session: Session, symbols: Sequence[str]) -> None:
+    """Users' price alerts on the synced symbols, judged on each one's newest close."""
+    from quantdesk.notifications.alerts import check_price_alerts
+
+    rows = session.execute(
+        select(Stock.symbol, Stock.last_date, Stock.last_close, Stock.change).where(
+            Stock.symbol.in_(list(symbols)), Stock.last_close.is_not(None)
+        )
+    ).all()
+    for symbol, day, close, change in rows:
+        if close is None:
+            continue
+        previous = close - change if change is not None else None
+        check_price_alerts(
+            session, symbol=symbol, last_close=close, previous_close=previous, bar_date=day
+        )
 
 
 def _fetch(
