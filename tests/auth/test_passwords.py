@@ -5,15 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import socket
-from collections.abc import Callable, Iterator
-from email import message_from_bytes
-from email.message import Message
+from collections.abc import Callable
 
 import pytest
 import time_machine
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +17,7 @@ from sqlalchemy.orm import Session
 from quantdesk.auth.models import AuditEvent, PasswordResetToken
 from quantdesk.extensions import extensions_of
 from quantdesk.mail import OutboxEmail
+from tests.conftest import Inbox
 from tests.support import Api, assert_error, bearer
 
 NEW = "a brand new passphrase"
@@ -127,32 +124,8 @@ def test_wrong_reset_token_is_422(api: Api) -> None:
     assert "token" in assert_error(response, 422)["details"]
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[Envelope, Message]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802
-        self.messages.append((envelope, message_from_bytes(envelope.content)))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Controller, _Inbox]]:
-    """A real SMTP server on loopback (aiosmtpd)."""
-    inbox = _Inbox()
-    with socket.socket() as probe:  # a free port (aiosmtpd cannot use port 0)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield controller, inbox
-    finally:
-        controller.stop()
-
-
 def test_reset_mail_is_sent_over_smtp(
-    make_app: Callable[..., Flask], smtp_server: tuple[Controller, _Inbox]
+    make_app: Callable[..., Flask], smtp_server: tuple[Controller, Inbox]
 ) -> None:
     controller, inbox = smtp_server
     app = make_app(

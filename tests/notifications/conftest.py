@@ -4,20 +4,15 @@ HTTP server on loopback that records what it receives and answers as scripted.""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email import message_from_bytes, policy
-from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 from flask import Flask
 
 from quantdesk.extensions import extensions_of
@@ -105,31 +100,6 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.server.shutdown()
         server.server.server_close()
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[Envelope, Message]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802
-        message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
-        self.messages.append((envelope, message))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Controller, Inbox]]:
-    """A real SMTP server on loopback (aiosmtpd)."""
-    inbox = Inbox()
-    with socket.socket() as probe:  # a free port (aiosmtpd cannot use port 0)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield controller, inbox
-    finally:
-        controller.stop()
 
 
 FAST_RETRIES = {"NOTIFY_BACKOFF_SECONDS": 0.01, "NOTIFY_RETRIES": 3}

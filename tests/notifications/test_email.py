@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from quantdesk.extensions import extensions_of
 from quantdesk.mail import OutboxEmail
+from tests.conftest import Inbox
 from tests.notifications.conftest import (
     BACKTEST,
     FAST_RETRIES,
-    Inbox,
     deliveries,
     put_settings,
     raise_event,

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from aiosmtpd.controller import Controller
 from flask import Flask
 
-from tests.notifications.conftest import Inbox, Receiver, put_settings
+from tests.conftest import Inbox
+from tests.notifications.conftest import Receiver, put_settings
 from tests.support import Api, assert_error
 
 
