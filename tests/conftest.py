@@ -213,8 +213,11 @@ def scratch_database() -> Iterator[Callable[[str], str]]:
         make_url(TEST_DATABASE_URL).set(database="postgres"), isolation_level="AUTOCOMMIT"
     )
 
+    base = make_url(TEST_DATABASE_URL)
+
     def factory(suffix: str) -> str:
-        url = make_url(TEST_DATABASE_URL).set(database=f"quantdesk_test_{suffix}")
+        # Named after the run's own test database, so two suites on one server never meet.
+        url = base.set(database=f"{base.database}_{suffix}")
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{url.database}"'))

@@ -158,3 +158,10 @@ def test_unexpected_error_is_500_with_request_id_and_no_trace(
     failure = next(line for line in logged if line.get("level") == "ERROR")
     assert failure["request_id"] == "req-500-test"
     assert "secret internal detail" in failure["exc_info"]
+
+
+def test_ids_beyond_the_key_range_are_404_not_500(api: Api) -> None:
+    account = api.logged_in()
+    huge = 2**31
+    assert_error(api.get(f"/api/strategies/{huge}", headers=account.headers), 404)
+    assert_error(api.get(f"/api/strategies/{huge - 1}", headers=account.headers), 404)

@@ -19,6 +19,7 @@ from flask import Flask, Response, g, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from quantdesk.errors import APIError, Invalid, UnsupportedMediaType
 from quantdesk.logs import request_id_var
@@ -46,6 +47,16 @@ _CODES = {
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:...>` URL parts up to the largest id a primary key holds (PostgreSQL INTEGER):
+    a bigger number matches no route (404) instead of overflowing the database driver
+    (SQLite raises OverflowError, a 500; PostgreSQL a DataError)."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def requires_json(view: F) -> F:
@@ -257,6 +268,7 @@ def _reset_request_id(_exc: BaseException | None) -> None:
 
 def install_request_hooks(app: Flask) -> None:
     """Request id, 415 check, security headers, access log; call before other extensions."""
+    app.url_map.converters["int"] = BoundedIntConverter
     app.before_request(_assign_request_id)
     app.before_request(_check_content_type)
     app.before_request(_refuse_nul_characters)

@@ -167,3 +167,15 @@ def test_round_trips_close_against_opening_positions() -> None:
     assert trip.pnl == pytest.approx(194.388)
     assert trip.entry_price == 10.0
     assert trip.holding_days == 4
+
+
+def test_a_first_step_may_run_initialize() -> None:
+    bars = _bars()
+    trade_from = bars.dates[30].date().isoformat()
+    first_step = {"trade_from": trade_from, "cash": 200_000.0, "initialize": True}
+    result = qe.backtest(EVENT, bars, market="cn_a", initial_capital=200_000, resume=first_step)
+    # initialize set steps to 0; handle_bar then ran once per bar from trade_from on.
+    assert result.state == {"steps": len(bars.dates) - 30}
+    without = {"trade_from": trade_from, "cash": 200_000.0, "state": {"steps": 5}}
+    result = qe.backtest(EVENT, bars, market="cn_a", initial_capital=200_000, resume=without)
+    assert result.state == {"steps": 5 + len(bars.dates) - 30}

@@ -162,3 +162,11 @@ def test_library_c_code_may_import_its_own_modules() -> None:
     assert load_strategy(code).namespace.x == 2.0
     with pytest.raises(SandboxViolation, match=r"numpy\._core"):
         load_strategy("import numpy._core._methods")
+
+
+def test_augmented_assignment_of_items_works() -> None:
+    code = (
+        "state = {'steps': 1, 'hits': [0, 0]}\nk = 'steps'\nstate[k] += 2\nstate['hits'][1] += 5\n"
+    )
+    namespace = load_strategy(code).namespace
+    assert namespace.state == {"steps": 3, "hits": [0, 5]}

@@ -24,6 +24,8 @@ class Resume:
     ``positions`` maps symbol -> (shares, avg_cost), all sellable on ``trade_from`` (bought on
     an earlier day). ``pending`` are the orders queued after the last processed bar, as
     (symbol, signed shares): they fill on the first bar on or after ``trade_from``.
+    ``initialize`` runs the strategy's ``initialize`` first: a paper run's first step, which
+    starts from the initial capital but has history before ``trade_from``.
     """
 
     trade_from: date
@@ -31,6 +33,7 @@ class Resume:
     positions: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     pending: Sequence[tuple[str, float]] = ()
     state: Mapping[str, Any] = field(default_factory=dict)
+    initialize: bool = False
 
     @classmethod
     def coerce(cls, value: Resume | Mapping[str, Any] | None) -> Resume | None:
@@ -39,7 +42,8 @@ class Resume:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError("resume must be an object")
-        unknown = sorted(set(value) - {"trade_from", "cash", "positions", "pending", "state"})
+        keys = {"trade_from", "cash", "positions", "pending", "state", "initialize"}
+        unknown = sorted(set(value) - keys)
         if unknown:
             raise ConfigError(f"unknown resume keys: {', '.join(unknown)}")
         try:
@@ -51,9 +55,12 @@ class Resume:
             }
             pending = [(str(o["symbol"]), float(o["shares"])) for o in value.get("pending") or []]
             state = dict(value.get("state") or {})
+            initialize = value.get("initialize", False)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"resume is malformed: {exc!r}") from exc
-        return cls(trade_from, cash, positions, pending, state).checked()
+        if not isinstance(initialize, bool):
+            raise ConfigError("resume.initialize must be true or false")
+        return cls(trade_from, cash, positions, pending, state, initialize).checked()
 
     def checked(self) -> Resume:
         """Refuse a book no real run could have: negative or fractional shares, bad numbers."""
@@ -85,4 +92,5 @@ class Resume:
             },
             "pending": [{"symbol": s, "shares": q} for s, q in self.pending],
             "state": dict(self.state),
+            "initialize": self.initialize,
         }

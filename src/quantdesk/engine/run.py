@@ -127,6 +127,21 @@ def _event_step(strategy: Strategy, session: Session) -> OrderStep:
     return step
 
 
+def _run_initialize(loaded: Strategy, session: Session) -> None:
+    """Call the event API's ``initialize(ctx)`` once, before the first bar it trades."""
+    if loaded.initialize is None:
+        return
+    session.in_initialize = True
+    try:
+        loaded.initialize(Context(session))
+    except StrategyError:
+        raise
+    except Exception as exc:
+        raise StrategyError(f"initialize failed: {exc!r}") from exc
+    finally:
+        session.in_initialize = False
+
+
 def _weights_step(weights: FloatArray, session: Session) -> OrderStep:
     """Target weights as orders, bar by bar: row t's weights through order_target_percent.
 
@@ -175,6 +190,9 @@ def _resumed_run(
     )
     if loaded.api is Api.EVENT:
         step = _event_step(loaded, session)
+        if resumed.initialize:
+            session.t = start  # initialize sees the history up to the first traded bar
+            _run_initialize(loaded, session)
     else:
         step = _weights_step(run_target_weights(loaded, bars, VectorData.of(bars), params), session)
     return simulate_events(
@@ -506,16 +524,7 @@ def backtest(
         out = _resumed_run(loaded, bars, arrays, session, resumed, k, run.slippage_bps, merged)
     elif loaded.api is Api.EVENT:
         step = _event_step(loaded, session)
-        if loaded.initialize is not None:
-            session.in_initialize = True
-            try:
-                loaded.initialize(Context(session))
-            except StrategyError:
-                raise
-            except Exception as exc:
-                raise StrategyError(f"initialize failed: {exc!r}") from exc
-            finally:
-                session.in_initialize = False
+        _run_initialize(loaded, session)
         out = simulate_events(
             arrays, k, book=session.book, slippage_bps=run.slippage_bps, step=step
         )

@@ -11,6 +11,7 @@ Allowed modules are handed out wrapped, so their attributes pass the same guard.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import importlib
 import operator
@@ -285,6 +286,43 @@ class LoadedStrategy:
     printed: PrintSink
 
 
+def _simple(node: ast.expr) -> bool:
+    """An expression safe to evaluate twice: names, constants, attribute and item chains."""
+    if isinstance(node, ast.Name | ast.Constant):
+        return True
+    if isinstance(node, ast.Attribute):
+        return _simple(node.value)
+    if isinstance(node, ast.Subscript):
+        return _simple(node.value) and _simple(node.slice)
+    if isinstance(node, ast.UnaryOp):
+        return _simple(node.operand)
+    return False
+
+
+class _ItemAugAssign(ast.NodeTransformer):
+    """`d[k] += v` becomes `d[k] = d[k] + v` (RestrictedPython refuses the augmented form).
+
+    Only for simple targets and keys, which can be evaluated twice without a difference; other
+    forms stay as they are and RestrictedPython refuses them with its own message.
+    """
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        target = node.target
+        if not (
+            isinstance(target, ast.Subscript) and _simple(target.value) and _simple(target.slice)
+        ):
+            return node
+        load = ast.Subscript(value=target.value, slice=target.slice, ctx=ast.Load())
+        value = ast.BinOp(left=load, op=node.op, right=node.value)
+        return ast.copy_location(ast.Assign(targets=[target], value=value), node)
+
+
+def _restricted_ast(code: str) -> ast.Module:
+    tree = _ItemAugAssign().visit(ast.parse(code, filename=STRATEGY_FILENAME))
+    module: ast.Module = ast.fix_missing_locations(tree)
+    return module
+
+
 def load_strategy(code: str, *, max_print_lines: int = 1000) -> LoadedStrategy:
     """Compile and run a strategy module under the guards; return its public names.
 
@@ -294,7 +332,9 @@ def load_strategy(code: str, *, max_print_lines: int = 1000) -> LoadedStrategy:
     with warnings.catch_warnings():
         # RestrictedPython suggests reading `printed`; our print goes to the sink instead.
         warnings.filterwarnings("ignore", message=".*never reads 'printed'", category=SyntaxWarning)
-        byte_code = compile_restricted(code, filename=STRATEGY_FILENAME, mode="exec")
+        byte_code = compile_restricted(
+            _restricted_ast(code), filename=STRATEGY_FILENAME, mode="exec"
+        )
     sink = PrintSink(max_lines=max_print_lines)
     module_globals = restricted_globals(sink)
     exec(byte_code, module_globals)  # noqa: S102 (this is the sandbox: compiled restricted)
