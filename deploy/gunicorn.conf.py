@@ -23,3 +23,18 @@ errorlog = "-"
 loglevel = "info"
 # Behind nginx: trust X-Forwarded-* only from the proxy (set TRUSTED_PROXIES=1 for the app too).
 forwarded_allow_ips = "127.0.0.1"
+
+
+# Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR set in the environment): every worker
+# writes its samples to that folder and /metrics adds them up; start from an empty folder, and
+# let a dead worker's live gauges go.
+def on_starting(server: object) -> None:
+    from quantdesk.metrics import clear_multiprocess_dir
+
+    clear_multiprocess_dir()
+
+
+def child_exit(server: object, worker: object) -> None:
+    from quantdesk.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)  # type: ignore[attr-defined]

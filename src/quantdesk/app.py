@@ -11,13 +11,18 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from quantdesk import auth, health
+from quantdesk.ai import routes as ai_routes
 from quantdesk.auth import routes as auth_routes
 from quantdesk.auth.tokens import build_jwt
+from quantdesk.backtests import routes as backtest_routes
 from quantdesk.db import Database
 from quantdesk.extensions import Extensions
+from quantdesk.files import routes as files_routes
+from quantdesk.files.storage import build_storage
 from quantdesk.kvstore import KeyStore, MemoryKeyStore, RedisKeyStore, redis_client
 from quantdesk.logs import configure_logging
 from quantdesk.market import routes as market_routes
+from quantdesk.metrics import install_metrics
 from quantdesk.notifications import routes as notification_routes
 from quantdesk.openapi import build_api
 from quantdesk.pubsub import build_pubsub
@@ -32,8 +37,11 @@ DOMAINS: tuple[Callable[[Api], None], ...] = (
     health.register_routes,
     auth_routes.register_routes,
     strategy_routes.register_routes,
+    backtest_routes.register_routes,
     market_routes.register_routes,
     notification_routes.register_routes,
+    files_routes.register_routes,
+    ai_routes.register_routes,
 )
 
 _ = auth  # the package import keeps its models registered on the metadata
@@ -54,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES
         )
     install_request_hooks(app)
+    install_metrics(app, broker_url=settings.CELERY_BROKER_URL)
 
     db = Database(settings)
     db.init_app(app)
@@ -95,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         keystore=keystore,
         tasks=tasks,
         pubsub=build_pubsub(settings.REDIS_URL),
+        storage=build_storage(settings),
         celery=celery,
     ).install(app)
     install_error_handlers(app)

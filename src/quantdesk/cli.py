@@ -1,4 +1,4 @@
-"""The `quantdesk` command: serve, init-db, create-admin, worker, data sync, seed-demo."""
+"""The `quantdesk` command: serve, init-db, create-admin, worker, scheduler, data, seed-demo."""
 
 from __future__ import annotations
 
@@ -64,8 +64,18 @@ def serve(host: str, port: int) -> None:
     app = create_app(settings)
     if settings.MARKET_SEED_ON_START:
         _seed_once(app)
+    scheduler = None
+    if settings.SCHEDULER_IN_SERVER:
+        from quantdesk.scheduler import build_scheduler
+
+        scheduler = build_scheduler(app)
+        scheduler.start()
     click.echo(f"QuantDesk API on http://{host}:{port}/api  (docs: http://{host}:{port}/api/docs)")
-    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
 
 
 @main.command("create-admin")
@@ -123,6 +133,14 @@ def worker(concurrency: int | None, loglevel: str) -> None:
         # A forked pool process must not share the parent's database connections.
         ext.db.engine.dispose(close=False)
 
+    if settings.WORKER_METRICS_PORT:
+        from quantdesk import metrics
+
+        metrics.clear_multiprocess_dir()
+        metrics.start_metrics_server(
+            settings.WORKER_METRICS_PORT, broker_url=settings.CELERY_BROKER_URL
+        )
+
     ext.celery.worker_main(
         [
             "worker",
@@ -132,6 +150,44 @@ def worker(concurrency: int | None, loglevel: str) -> None:
             "--without-mingle",
         ]
     )
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the schedule (paper-trading steps, the daily data sync); its jobs only enqueue tasks.
+
+    Production runs one such process beside the workers (set SCHEDULER_IN_SERVER=false for any
+    `quantdesk serve`). Stops on SIGTERM or Ctrl-C.
+    """
+    import signal
+    import threading
+
+    from quantdesk.app import create_app
+    from quantdesk.scheduler import run_until_stopped
+
+    settings = _settings()
+    engine = build_engine(settings)
+    try:
+        current, head = migrate.current_revision(engine), migrate.head_revision()
+    finally:
+        engine.dispose()
+    if current != head:
+        raise click.ClickException(
+            f"the database is at revision {current}, not {head}: run `quantdesk init-db` first"
+        )
+    if not settings.CELERY_BROKER_URL:
+        log.warning("no CELERY_BROKER_URL: scheduled work runs in this process's thread pool")
+    app = create_app(settings)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("scheduler: signal %s, stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo("QuantDesk scheduler running (Ctrl-C stops it)")
+    run_until_stopped(app, stop)
 
 
 # ---------------------------------------------------------------- market data

@@ -88,3 +88,10 @@ class TooManyRequests(APIError):
 class ServiceUnavailable(APIError):
     status = 503
     code = "service_unavailable"
+
+
+class BadGateway(APIError):
+    """An upstream service (the AI provider) refused or broke a request it should have served."""
+
+    status = 502
+    code = "bad_gateway"

@@ -20,6 +20,7 @@ from flask_limiter import Limiter
 from flask_smorest import Api
 
 from quantdesk.db import Database
+from quantdesk.files.storage import Storage
 from quantdesk.kvstore import KeyStore
 from quantdesk.pubsub import PubSub
 from quantdesk.settings import Settings
@@ -39,6 +40,7 @@ class Extensions:
     keystore: KeyStore
     tasks: TaskRunner
     pubsub: PubSub
+    storage: Storage
     celery: Celery | None = None
 
     def install(self, app: Flask) -> None:

@@ -28,7 +28,7 @@ class ReadyOut(Schema):
         keys=fields.String(),
         values=fields.String(),
         required=True,
-        metadata={"example": {"database": "ok", "redis": "not_configured"}},
+        metadata={"example": {"database": "ok", "redis": "ok", "broker": "ok"}},
     )
 
 
@@ -43,7 +43,8 @@ def health() -> Any:
 @blp.response(200, ReadyOut)
 @blp.alt_response(503, schema=ErrorOut, description="A backend is down; see details.checks")
 def ready() -> Any:
-    """Readiness: the database answers, and Redis when configured (503 when one fails)."""
+    """Readiness: the database answers, and Redis and the Celery broker when configured (503
+    when one fails)."""
     checks = run_checks(current_extensions())
     if any(value != "ok" and value != "not_configured" for value in checks.values()):
         raise ServiceUnavailable("Not ready: a backend is unavailable.", details={"checks": checks})
@@ -68,7 +69,24 @@ def run_checks(ext: Extensions) -> dict[str, str]:
             checks["redis"] = "unavailable"
     else:
         checks["redis"] = "not_configured"
+    checks["broker"] = _check_broker(ext.settings.CELERY_BROKER_URL)
     return checks
+
+
+def _check_broker(url: str) -> str:
+    """The Celery broker answers a connection (Redis or AMQP), within two seconds."""
+    if not url:
+        return "not_configured"
+    from kombu.connection import Connection
+
+    try:
+        options = {"socket_timeout": 2}
+        with Connection(url, connect_timeout=2, transport_options=options) as conn:  # type: ignore[no-untyped-call]
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+    except Exception as exc:  # any transport error means "not ready"
+        log.warning("readiness: broker unavailable: %s", exc)
+        return "unavailable"
+    return "ok"
 
 
 def register_routes(api: Api) -> None:

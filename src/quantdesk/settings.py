@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -30,6 +30,13 @@ class MarketProvider(StrEnum):
     SAMPLE = "sample"
     AKSHARE = "akshare"
     YFINANCE = "yfinance"
+
+
+class FileStorage(StrEnum):
+    """Where uploaded files live: a local folder or an S3-compatible bucket."""
+
+    LOCAL = "local"
+    S3 = "s3"
 
 
 class Settings(BaseSettings):
@@ -95,6 +102,46 @@ class Settings(BaseSettings):
         description="comma-separated origins allowed to call the API from a browser",
     )
     MAX_CONTENT_MB: int = Field(16, ge=1, description="largest request body; bigger gives 413")
+    FILES_STORAGE: FileStorage = Field(
+        FileStorage.LOCAL,
+        description="where uploaded files live: local (a folder, FILES_LOCAL_DIR) or s3 "
+        "(an S3-compatible bucket, FILES_S3_*)",
+    )
+    FILES_LOCAL_DIR: Path | None = Field(
+        None, description="folder of uploaded files (local storage); empty means VAR_DIR/uploads"
+    )
+    FILES_S3_BUCKET: str = Field(
+        "", description="bucket of uploaded files (s3 storage; required there)"
+    )
+    FILES_S3_ENDPOINT_URL: str = Field(
+        "",
+        description="S3 API address, e.g. http://minio:9000; empty means AWS S3 itself",
+    )
+    FILES_S3_REGION: str = Field("us-east-1", description="region of the bucket")
+    FILES_S3_ACCESS_KEY_ID: str = Field(
+        "", description="S3 access key; empty means boto3's own chain (e.g. an instance role)"
+    )
+    FILES_S3_SECRET_ACCESS_KEY: str = Field("", description="S3 secret key")
+    FILES_S3_ADDRESSING_STYLE: str = Field(
+        "auto",
+        pattern="^(auto|path|virtual)$",
+        description="auto, path or virtual; S3-compatible servers such as MinIO want path",
+    )
+    FILES_S3_PREFIX: str = Field(
+        "", description="prefix of every object key, for a bucket shared with other data"
+    )
+    FILES_MAX_UPLOAD_MB: int = Field(
+        16, ge=1, description="largest uploaded file; bigger gives 413 (also past MAX_CONTENT_MB)"
+    )
+    FILES_QUOTA_MB: int = Field(
+        200,
+        ge=1,
+        description="stored files per user, all categories; past it an upload is a 413 "
+        "(`quota_exceeded`)",
+    )
+    FILES_DATASET_MAX_ROWS: int = Field(
+        100_000, ge=1, description="rows of one uploaded data set (CSV or XLSX price file)"
+    )
     LOG_LEVEL: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     LOG_FORMAT: str = Field("json", pattern="^(json|text)$", description="json or text")
     TASKS_EAGER: bool = Field(
@@ -112,6 +159,19 @@ class Settings(BaseSettings):
         description="Redis broker: a task whose worker died is delivered again after this long",
     )
     WORKER_CONCURRENCY: int = Field(2, ge=1, description="processes of one `quantdesk worker`")
+    WORKER_METRICS_PORT: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="`quantdesk worker` serves Prometheus metrics on this port (0: off); set "
+        "PROMETHEUS_MULTIPROC_DIR too, so its pool processes' task counts are included",
+    )
+    PROMETHEUS_MULTIPROC_DIR: str = Field(
+        "",
+        description="folder for prometheus_client's multiprocess mode (gunicorn with several "
+        "workers, `quantdesk worker`); must be in the process environment before it starts, "
+        "not only in .env; emptied at start",
+    )
     SANDBOX_CPU_SECONDS: int = Field(60, ge=1, description="CPU time of one strategy run")
     SANDBOX_WALL_SECONDS: float = Field(
         120.0, gt=0, description="wall-clock time of one strategy run (sleeping counts)"
@@ -126,6 +186,10 @@ class Settings(BaseSettings):
         200_000, ge=1, description="ctx.record values per run, over all series"
     )
     SANDBOX_MAX_RESULT_MB: int = Field(20, ge=1, description="size of a run's result (JSON)")
+    BACKTEST_MAX_GRID_COMBINATIONS: int = Field(
+        200, ge=1, description="parameter combinations one grid request may ask for (more is a 422)"
+    )
+    BACKTEST_MAX_SYMBOLS: int = Field(100, ge=1, description="symbols of one backtest request")
     TRUSTED_PROXIES: int = Field(
         0, ge=0, description="number of reverse proxies whose X-Forwarded-For is believed"
     )
@@ -158,6 +222,47 @@ class Settings(BaseSettings):
     )
     NOTIFY_TEST_RATE_LIMIT: str = Field(
         "10 per minute", description="limit per client address on POST /api/notifications/test"
+    )
+    DEEPSEEK_API_KEY: SecretStr = Field(
+        SecretStr(""),
+        description="API key of DeepSeek or any OpenAI-compatible endpoint; empty means the "
+        "offline analyst answers every AI endpoint and no request leaves the machine",
+    )
+    DEEPSEEK_API_URL: str = Field(
+        "https://api.deepseek.com",
+        description="base URL of the OpenAI-compatible chat-completions API (DeepSeek; a local "
+        "vLLM or Ollama such as http://127.0.0.1:11434/v1; Qwen; OpenAI)",
+    )
+    AI_MODEL: str = Field(
+        "deepseek-chat", min_length=1, description="model name sent to the AI endpoint"
+    )
+    AI_TIMEOUT_SECONDS: float = Field(
+        60.0, gt=0, description="timeout of one model call (connect, and each wait for data)"
+    )
+    AI_MAX_RETRIES: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="retries of a model call after a timeout, a lost connection, a 429 or a 5xx, "
+        "only before any of its answer has arrived",
+    )
+    AI_MAX_OUTPUT_TOKENS: int = Field(
+        1500, ge=16, description="most tokens the model may write in one answer"
+    )
+    AI_HISTORY_TOKEN_BUDGET: int = Field(
+        6000,
+        ge=200,
+        description="estimated tokens of earlier conversation sent with a new message; older "
+        "messages are left out",
+    )
+    AI_MAX_TOOL_ROUNDS: int = Field(
+        5, ge=1, le=20, description="rounds of tool calls in one answer before the model must reply"
+    )
+    AI_DAILY_REQUESTS_PER_USER: int = Field(
+        200,
+        ge=0,
+        description="AI requests (messages, analyses, advice) per user and UTC day; more is a 429; "
+        "0 means no limit",
     )
     MARKET_PROVIDER: MarketProvider = Field(
         MarketProvider.SAMPLE,
@@ -194,13 +299,65 @@ class Settings(BaseSettings):
         0.5, ge=0, description="pause between two akshare calls, so the sources do not ban us"
     )
     YFINANCE_TIMEOUT_SECONDS: float = Field(15.0, gt=0, description="timeout of one yfinance call")
+    PAPER_SCHEDULE: str = Field(
+        "30 15 * * 1-5",
+        description="crontab (minute hour day month weekday; 1-5 is Monday to Friday) of a "
+        "paper-trading run started without `schedule`; holidays are skipped",
+    )
+    PAPER_TIMEZONE: str = Field(
+        "Asia/Shanghai", description="time zone of paper-trading schedules and their holidays"
+    )
+    PAPER_TRADING_DAYS_ONLY: bool = Field(
+        True,
+        description="paper-trading ticks on days the market is closed enqueue nothing (off: every "
+        "tick enqueues a step, which does nothing without a new bar)",
+    )
+    PAPER_WARMUP_BARS: int = Field(
+        250, ge=1, description="bars of history a paper-trading step loads before its first new bar"
+    )
+    PAPER_MISFIRE_GRACE_SECONDS: int = Field(
+        21_600,
+        ge=1,
+        description="a schedule tick missed while no scheduler ran still fires this long after",
+    )
+    SCHEDULER_SYNC_SECONDS: float = Field(
+        30.0,
+        gt=0,
+        description="how often the scheduler matches its stored jobs to the running strategies",
+    )
+    SCHEDULER_IN_SERVER: bool = Field(
+        True,
+        description="`quantdesk serve` runs the schedule itself (embedded); production runs one "
+        "`quantdesk scheduler` process instead",
+    )
 
     @field_validator("DATABASE_URL", "REDIS_URL", "SMTP_HOST")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
 
-    @field_validator("MARKET_SYNC_TIMEZONE")
+    @field_validator("DEEPSEEK_API_URL")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("FILES_LOCAL_DIR", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("PAPER_SCHEDULE")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        from quantdesk.cron import cron_trigger
+
+        cron_trigger(value.strip(), "UTC")  # ValueError with the reason
+        return value.strip()
+
+    @field_validator("MARKET_SYNC_TIMEZONE", "PAPER_TIMEZONE")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         try:
@@ -227,6 +384,12 @@ class Settings(BaseSettings):
         return value.strip()
 
     @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.FILES_STORAGE is FileStorage.S3 and not self.FILES_S3_BUCKET.strip():
+            raise ValueError("FILES_STORAGE=s3 needs FILES_S3_BUCKET")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_missing_secrets_in_production(self) -> Settings:
         if self.QUANTDESK_ENV is Environment.PRODUCTION:
             missing = [
@@ -243,6 +406,11 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.DATABASE_URL or f"sqlite:///{(self.VAR_DIR / 'quantdesk.db').resolve()}"
+
+    @property
+    def files_local_dir(self) -> Path:
+        """FILES_LOCAL_DIR, or VAR_DIR/uploads."""
+        return self.FILES_LOCAL_DIR or self.VAR_DIR / "uploads"
 
     @property
     def is_sqlite(self) -> bool:

@@ -18,6 +18,8 @@ from typing import Any, Protocol, TypeVar
 from celery import Celery, Task
 from flask import Flask
 
+from quantdesk.metrics import observe_task
+
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,7 +75,7 @@ class InProcessRunner:
         future.add_done_callback(_log_failure)
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> None:
-        with self._app.app_context():
+        with self._app.app_context(), observe_task(task_name(fn)):
             fn(*args)
 
     def shutdown(self) -> None:
@@ -127,7 +129,7 @@ def make_celery(
 
     class AppContextTask(Task):  # type: ignore[misc]
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            with app.app_context():
+            with app.app_context(), observe_task(self.name):
                 return self.run(*args, **kwargs)
 
     for name, fn in _TASKS.items():

@@ -10,6 +10,8 @@ from flask_smorest import Api, Blueprint
 from quantdesk.auth import permissions, service
 from quantdesk.auth.schemas import (
     AdminUserUpdateIn,
+    AuditEventOut,
+    AuditListArgs,
     ChangePasswordIn,
     LoginIn,
     MessageOut,
@@ -223,6 +225,18 @@ def update_user(body: dict[str, Any], user_id: int) -> Any:
         is_active=body.get("is_active"),
         client=client_info(),
     )
+
+
+@admin_blp.get("/audit")
+@permission_required(permissions.AUDIT_READ)
+@admin_blp.arguments(AuditListArgs, location="query")
+@admin_blp.response(200, page_of(AuditEventOut))
+@admin_blp.doc(security=BEARER)
+def list_audit(args: dict[str, Any]) -> Any:
+    """The audit log (log-ins, password and role changes ...), newest first."""
+    session = current_extensions().db.session
+    stmt = service.list_audit_events(session, event=args.get("event"), user_id=args.get("user_id"))
+    return paginate(session, stmt, page=args["page"], per_page=args["per_page"])
 
 
 def register_routes(api: Api) -> None:

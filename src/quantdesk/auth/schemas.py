@@ -107,6 +107,28 @@ class UserListArgs(PageArgs):
     q = fields.String(validate=validate.Length(max=100))
 
 
+class AuditListArgs(PageArgs):
+    event = fields.String(
+        validate=validate.Length(min=1, max=50), metadata={"description": "only this event"}
+    )
+    user_id = fields.Integer(
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "only events about this account"},
+    )
+
+
+class AuditEventOut(Schema):
+    id = fields.Integer(required=True)
+    event = fields.String(required=True)
+    user_id = fields.Integer(allow_none=True)
+    actor_id = fields.Integer(allow_none=True)
+    ip = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    details = fields.Dict(keys=fields.String(), required=True)
+    created_at = UTCDateTime(required=True)
+
+
 class AdminUserUpdateIn(Schema):
     is_active = fields.Boolean()
     roles = fields.List(

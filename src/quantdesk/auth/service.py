@@ -513,6 +513,16 @@ def ensure_permission(user: User, permission: str) -> None:
         raise Forbidden(f"You need the permission {permission!r} for this.")
 
 
+def list_audit_events(session: Session, *, event: str | None, user_id: int | None) -> Any:
+    """A select of audit events for the admin, newest first."""
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if event:
+        stmt = stmt.where(AuditEvent.event == event)
+    if user_id is not None:
+        stmt = stmt.where(AuditEvent.user_id == user_id)
+    return stmt
+
+
 def list_users(session: Session, *, query: str | None) -> Any:
     """A select of users for the admin list, newest first."""
     stmt = select(User).order_by(User.id.desc())

@@ -72,8 +72,8 @@ def list_stocks(args: dict[str, Any]) -> Any:
 @blp.response(200, StockOut)
 @blp.doc(security=BEARER)
 def get_stock(symbol: str) -> Any:
-    """One instrument: listing facts and its latest close."""
-    return service.get_stock(current_extensions().db.session, symbol)
+    """One instrument: listing facts and its latest close (also your own user:<name> sets)."""
+    return service.get_stock(current_extensions().db.session, symbol, user_id=current_user().id)
 
 
 @blp.get("/stocks/<string:symbol>/price")
@@ -100,6 +100,7 @@ def get_history(args: dict[str, Any], symbol: str) -> Any:
         adjust=args["adjust"],
         freq=args["freq"],
         cache=_cache(),
+        user_id=current_user().id,
     )
     return _json(text)
 

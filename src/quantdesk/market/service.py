@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from quantdesk.engine.rules import Market, Rule, board_of, limit_prices, rule_value
 from quantdesk.errors import Conflict, Invalid, NotFound
+from quantdesk.files import datasets as user_sets
 from quantdesk.market import analytics
 from quantdesk.market import symbols as sym
 from quantdesk.market.analytics import Adjust, Freq
@@ -72,9 +73,15 @@ def _dumps(payload: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- instruments
 
 
-def get_stock(session: Session, symbol: str) -> Stock:
-    """The instrument `symbol` (any common spelling), or NotFound."""
+def get_stock(session: Session, symbol: str, *, user_id: int | None = None) -> Stock:
+    """The instrument `symbol` (any common spelling), or NotFound.
+
+    `user:<name>` is the data set of that name of `user_id` (files.datasets), seen as an
+    unsaved Stock; without `user_id`, or for another user's name, it is NotFound.
+    """
     canonical = sym.normalise(symbol)
+    if canonical and sym.market_of(canonical) is sym.Market.USER:
+        return user_sets.instrument(session, canonical, user_id)
     stock = session.get(Stock, canonical) if canonical else None
     if stock is None:
         raise NotFound(f"No instrument {symbol!r}.", details={"symbol": symbol})
@@ -207,25 +214,33 @@ def bar_arrays(
     start: dt.date | None,
     end: dt.date | None,
     adjust: Adjust,
+    user_id: int | None = None,
 ) -> dict[str, Any]:
     """Stored bars of `symbol` as columns (numpy arrays; `date` a list), prices adjusted.
 
     `comparable` is close x factor: ratios of it are real returns whatever the adjustment.
-    The hot path of history: Core rows straight into arrays, no DataFrame.
+    The hot path of history: Core rows straight into arrays, no DataFrame. A `user:` symbol
+    reads `user_id`'s data set (factor 1: uploaded prices are taken as they are).
     """
-    stmt = select(*(getattr(StockPrice, c) for c in _BAR_COLUMNS)).where(
-        StockPrice.symbol == symbol
-    )
-    if start is not None:
-        stmt = stmt.where(StockPrice.date >= start)
-    if end is not None:
-        stmt = stmt.where(StockPrice.date <= end)
-    rows = session.connection().execute(stmt.order_by(StockPrice.date)).all()
+    if sym.market_of(symbol) is sym.Market.USER:
+        rows: Sequence[Any] = user_sets.bar_rows(
+            session, symbol, user_id=user_id, start=start, end=end
+        )
+    else:
+        stmt = select(*(getattr(StockPrice, c) for c in _BAR_COLUMNS)).where(
+            StockPrice.symbol == symbol
+        )
+        if start is not None:
+            stmt = stmt.where(StockPrice.date >= start)
+        if end is not None:
+            stmt = stmt.where(StockPrice.date <= end)
+        rows = session.connection().execute(stmt.order_by(StockPrice.date)).all()
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in _BAR_COLUMNS]
     raw = dict(zip(_BAR_COLUMNS, columns, strict=True))
     out: dict[str, Any] = {"date": list(raw["date"])}
     factors = np.array(raw["adj_factor"], dtype=np.float64)
-    first, last = _anchors(session, symbol) if rows else (1.0, 1.0)
+    user_set = sym.market_of(symbol) is sym.Market.USER
+    first, last = _anchors(session, symbol) if rows and not user_set else (1.0, 1.0)
     scale = analytics.adjustment(factors, adjust, first=first, last=last)
     for column in ("open", "high", "low", "close", "prev_close"):
         out[column] = np.array(raw[column], dtype=np.float64) * scale  # None -> NaN
@@ -245,9 +260,12 @@ def bars_frame(
     start: dt.date | None,
     end: dt.date | None,
     adjust: Adjust,
+    user_id: int | None = None,
 ) -> pd.DataFrame:
     """`bar_arrays` as a DataFrame (for resampling, indicators and the engine)."""
-    return pd.DataFrame(bar_arrays(session, symbol, start=start, end=end, adjust=adjust))
+    return pd.DataFrame(
+        bar_arrays(session, symbol, start=start, end=end, adjust=adjust, user_id=user_id)
+    )
 
 
 def _window(stock: Stock, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
@@ -267,22 +285,34 @@ def history_json(
     adjust: Adjust = Adjust.QFQ,
     freq: Freq = Freq.DAILY,
     cache: MarketCache | None = None,
+    user_id: int | None = None,
 ) -> str:
-    """History as JSON text: `{symbol, adjust, freq, start, end, bars: [...]}` (cached)."""
-    stock = get_stock(session, symbol)
+    """History as JSON text: `{symbol, adjust, freq, start, end, bars: [...]}` (cached).
+
+    `user_id` makes the user's own `user:<name>` data sets readable (get_stock).
+    """
+    stock = get_stock(session, symbol, user_id=user_id)
+    owner = user_id if stock.market == sym.Market.USER else None
     first, last = _window(stock, start, end)
     # updated_at changes with every sync of the symbol, in any process: part of the key, it
-    # keeps a CLI sync from leaving a server's in-process cache stale.
-    parts = ("history", stock.updated_at, first, last, adjust.value, freq.value)
+    # keeps a CLI sync from leaving a server's in-process cache stale. A data set's key also
+    # names its owner: two users' user:<name> are different series.
+    parts = ("history", stock.updated_at, owner, first, last, adjust.value, freq.value)
     return (cache or MarketCache(None, timeout=0)).get_or_compute(
-        stock.symbol, parts, lambda: _history(session, stock, first, last, adjust, freq)
+        stock.symbol, parts, lambda: _history(session, stock, first, last, adjust, freq, owner)
     )
 
 
 def _history(
-    session: Session, stock: Stock, first: dt.date, last: dt.date, adjust: Adjust, freq: Freq
+    session: Session,
+    stock: Stock,
+    first: dt.date,
+    last: dt.date,
+    adjust: Adjust,
+    freq: Freq,
+    user_id: int | None,
 ) -> str:
-    bars = bar_arrays(session, stock.symbol, start=first, end=last, adjust=adjust)
+    bars = bar_arrays(session, stock.symbol, start=first, end=last, adjust=adjust, user_id=user_id)
     digits = 2 if stock.market == "cn_a" and adjust is Adjust.NONE else 4
     if freq is Freq.DAILY:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -421,15 +451,19 @@ def load_bars(
     start: dt.date,
     end: dt.date,
     adjust: Adjust = Adjust.NONE,
+    user_id: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, dt.date]]:
     """Bars of many symbols as one long frame for `engine.data.Bars.from_long`, and listing dates.
 
-    Unadjusted by default: the engine trades real prices under real limits.
+    Unadjusted by default: the engine trades real prices under real limits. `user_id` (the
+    run's owner) makes that user's `user:<name>` data sets loadable; without it they are 404.
     """
     frames, listed = [], {}
     for raw in symbols:
-        stock = get_stock(session, raw)
-        frame = bars_frame(session, stock.symbol, start=start, end=end, adjust=adjust)
+        stock = get_stock(session, raw, user_id=user_id)
+        frame = bars_frame(
+            session, stock.symbol, start=start, end=end, adjust=adjust, user_id=user_id
+        )
         frames.append(frame.drop(columns=["adj_factor", "comparable"]).assign(symbol=stock.symbol))
         if stock.listed_on:
             listed[stock.symbol] = stock.listed_on

@@ -9,13 +9,19 @@ from flask_smorest import Api, Blueprint
 from quantdesk.auth.tokens import current_user, login_required
 from quantdesk.extensions import current_extensions
 from quantdesk.schemas import PageArgs, page_of, paginate
-from quantdesk.strategies import service
+from quantdesk.strategies import paper, service
 from quantdesk.strategies import templates as builtin
 from quantdesk.strategies.schemas import (
+    ExecutionLogListArgs,
+    ExecutionLogOut,
+    ExecutionOut,
     StrategyCopyIn,
     StrategyCreateIn,
     StrategyListArgs,
     StrategyOut,
+    StrategyRunIn,
+    StrategySignalListArgs,
+    StrategySignalOut,
     StrategySummaryOut,
     StrategyUpdateIn,
     TemplateListOut,
@@ -163,6 +169,114 @@ def get_version(strategy_id: int, version: int) -> Any:
         strategy_id=strategy_id,
         version=version,
     )
+
+
+# ---------------------------------------------------------------- paper trading
+
+
+@blp.post("/<int:strategy_id>/run")
+@login_required()
+@requires_json
+@blp.arguments(StrategyRunIn)
+@blp.response(202, ExecutionOut)
+@blp.doc(security=BEARER)
+def run(body: dict[str, Any], strategy_id: int) -> Any:
+    """Start paper trading and step it once now; then on every tick of its schedule."""
+    ext = current_extensions()
+    return paper.start_run(
+        ext.db.session,
+        user=current_user(),
+        strategy_id=strategy_id,
+        symbols=body["symbols"],
+        initial_capital=body["initial_capital"],
+        schedule=body.get("schedule"),
+        settings=ext.settings,
+        runtime=ext,
+    )
+
+
+@blp.post("/<int:strategy_id>/stop")
+@login_required()
+@blp.response(200, ExecutionOut)
+@blp.doc(security=BEARER)
+def stop(strategy_id: int) -> Any:
+    """Stop paper trading (409 when it is not running)."""
+    return paper.stop_run(
+        current_extensions().db.session, user=current_user(), strategy_id=strategy_id
+    )
+
+
+@blp.get("/<int:strategy_id>/execution")
+@login_required()
+@blp.response(200, ExecutionOut)
+@blp.doc(security=BEARER)
+def get_execution(strategy_id: int) -> Any:
+    """The latest run: status, paper portfolio, pending orders, P&L, next scheduled step."""
+    return paper.get_execution(
+        current_extensions().db.session, user=current_user(), strategy_id=strategy_id
+    )
+
+
+@blp.get("/<int:strategy_id>/executions")
+@login_required()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(ExecutionOut))
+@blp.doc(security=BEARER)
+def list_executions(args: dict[str, Any], strategy_id: int) -> Any:
+    """Every paper-trading run of the strategy, newest first."""
+    session = current_extensions().db.session
+    stmt = paper.list_executions(session, user=current_user(), strategy_id=strategy_id)
+    return paginate(session, stmt, page=args["page"], per_page=args["per_page"])
+
+
+@blp.get("/<int:strategy_id>/executions/<int:execution_id>")
+@login_required()
+@blp.response(200, ExecutionOut)
+@blp.doc(security=BEARER)
+def get_execution_by_id(strategy_id: int, execution_id: int) -> Any:
+    """One paper-trading run."""
+    return paper.get_execution(
+        current_extensions().db.session,
+        user=current_user(),
+        strategy_id=strategy_id,
+        execution_id=execution_id,
+    )
+
+
+@blp.get("/<int:strategy_id>/logs")
+@login_required()
+@blp.arguments(ExecutionLogListArgs, location="query")
+@blp.response(200, page_of(ExecutionLogOut))
+@blp.doc(security=BEARER)
+def list_logs(args: dict[str, Any], strategy_id: int) -> Any:
+    """Log lines of the paper-trading runs (time, level, message), newest first."""
+    session = current_extensions().db.session
+    stmt = paper.list_logs(
+        session,
+        user=current_user(),
+        strategy_id=strategy_id,
+        execution_id=args.get("execution_id"),
+        level=args.get("level"),
+        sort=args["sort"],
+    )
+    return paginate(session, stmt, page=args["page"], per_page=args["per_page"])
+
+
+@blp.get("/<int:strategy_id>/signals")
+@login_required()
+@blp.arguments(StrategySignalListArgs, location="query")
+@blp.response(200, page_of(StrategySignalOut))
+@blp.doc(security=BEARER)
+def list_signals(args: dict[str, Any], strategy_id: int) -> Any:
+    """The orders paper trading would place at the next open, newest first."""
+    session = current_extensions().db.session
+    stmt = paper.list_signals(
+        session,
+        user=current_user(),
+        strategy_id=strategy_id,
+        execution_id=args.get("execution_id"),
+    )
+    return paginate(session, stmt, page=args["page"], per_page=args["per_page"])
 
 
 def register_routes(api: Api) -> None:

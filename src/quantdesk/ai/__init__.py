@@ -1,0 +1,1 @@
+"""The AI assistant: conversations grounded in the platform's data, strategy analysis, advice."""

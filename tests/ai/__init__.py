@@ -1,0 +1,1 @@
+"""AI assistant tests: conversations, tools, streaming, provider errors, analysis and limits."""
