@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -118,7 +119,21 @@ def main(argv: list[str]) -> int:
         return _run([str(BIN / "quantdesk"), *rest])
     if command == "lint":
         return lint()
+    ensure_test_services()
     return _run([str(BIN / "python"), "-m", "pytest", *rest])
+
+
+def ensure_test_services() -> None:
+    """PostgreSQL, Redis and Chromium for the suite: used when there, else started or installed
+    (Debian packages) by the same scripts CI runs; the suite fails, never skips, without them."""
+    bash = shutil.which("bash")
+    for script in ("ensure-services.sh", "ensure-browser.sh"):
+        path = ROOT / ".ci" / script
+        if bash is None or not path.exists():
+            print(f"dev.py: cannot run .ci/{script} here; the tests need its services", flush=True)
+            continue
+        if subprocess.call([bash, str(path)], cwd=ROOT):
+            sys.exit(f"dev.py: .ci/{script} failed: the test suite needs what it provides")
 
 
 if __name__ == "__main__":
