@@ -11,6 +11,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 MAX_PER_PAGE = 100
+# Ids are 32-bit: a bigger one in a query or body is a 422, not a database error (a 500).
+ID_RANGE = validate.Range(min=1, max=2**31 - 1)
 
 
 class UTCDateTime(fields.DateTime):

@@ -55,6 +55,18 @@ def test_zero_means_no_daily_limit(make_app: Callable[..., Flask]) -> None:
         assert send(api, user, conversation_id, "hello").status_code == 200
 
 
+def test_with_rate_limits_off_ai_requests_are_not_counted(make_app: Callable[..., Flask]) -> None:
+    # Flask-Limiter keeps no storage while disabled: the quota must not reach for it (was a 500).
+    api = Api(make_app(RATELIMIT_ENABLED=False, AI_DAILY_REQUESTS_PER_USER=1))
+    user = api.logged_in()
+    strategy_id = make_strategy(api, user, SMA)
+    for _ in range(2):
+        analyzed = api.post(
+            "/api/ai/analyze-strategy", json={"strategy_id": strategy_id}, headers=user.headers
+        )
+        assert analyzed.status_code == 200, analyzed.get_json()
+
+
 def test_the_count_starts_again_at_midnight_utc() -> None:
     settings = Settings(_env_file=None, AI_DAILY_REQUESTS_PER_USER=2)  # type: ignore[call-arg]
     counter = MemoryStorage()

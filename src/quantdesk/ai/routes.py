@@ -61,9 +61,20 @@ STREAM_DOC = {
 }
 
 
+class _LimiterCounter:
+    """The limiter's storage, looked up when a request is counted: Flask-Limiter has none while
+    rate limits are off (RATELIMIT_ENABLED=False), and the quota then counts nothing."""
+
+    def __init__(self, ext: Extensions) -> None:
+        self._ext = ext
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        storage: quota.Counter = self._ext.limiter.storage
+        return storage.incr(key, expiry, amount)
+
+
 def _counter(ext: Extensions) -> quota.Counter:
-    counter: quota.Counter = ext.limiter.storage
-    return counter
+    return _LimiterCounter(ext)
 
 
 @blp.get("/conversations")

@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from quantdesk.ai.advice import DEFAULT_HORIZON, HORIZONS
 from quantdesk.ai.checks import CHECKS
-from quantdesk.schemas import PageArgs, UTCDateTime
+from quantdesk.schemas import ID_RANGE, PageArgs, UTCDateTime
 
 MAX_MESSAGE = 8000
 
@@ -21,10 +21,16 @@ def _not_blank(value: str) -> None:
 class ConversationCreateIn(Schema):
     title = fields.String(validate=validate.Length(min=1, max=200))
     strategy_id = fields.Integer(
-        strict=True, allow_none=True, metadata={"description": "one of your strategies it is about"}
+        strict=True,
+        allow_none=True,
+        validate=ID_RANGE,
+        metadata={"description": "one of your strategies it is about"},
     )
     backtest_id = fields.Integer(
-        strict=True, allow_none=True, metadata={"description": "one of your backtests it is about"}
+        strict=True,
+        allow_none=True,
+        validate=ID_RANGE,
+        metadata={"description": "one of your backtests it is about"},
     )
 
 
@@ -125,8 +131,8 @@ class ChatReplyOut(Schema):
 
 
 class AnalyzeStrategyIn(Schema):
-    strategy_id = fields.Integer(required=True, strict=True)
-    backtest_id = fields.Integer(strict=True, allow_none=True)
+    strategy_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+    backtest_id = fields.Integer(strict=True, allow_none=True, validate=ID_RANGE)
 
 
 class AnalysisFindingOut(Schema):

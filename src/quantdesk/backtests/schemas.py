@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from quantdesk.backtests import spec
 from quantdesk.backtests.models import Status
 from quantdesk.backtests.service import SORTS
-from quantdesk.schemas import PageArgs, UTCDateTime
+from quantdesk.schemas import ID_RANGE, PageArgs, UTCDateTime
 
 RATE = validate.Range(min=0, max=1)
 MARKETS = ["cn_a", "us"]
@@ -37,7 +37,7 @@ def _scalar_values(values: list[Any]) -> None:
 
 
 class BacktestCreateIn(Schema):
-    strategy_id = fields.Integer(required=True, strict=True)
+    strategy_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
     name = fields.String(validate=validate.Length(min=1, max=200))
     symbols = fields.List(
         fields.String(validate=validate.Length(min=1, max=48)),
@@ -102,9 +102,11 @@ class BacktestCreateIn(Schema):
 
 
 class BacktestListArgs(PageArgs):
-    strategy_id = fields.Integer()
+    strategy_id = fields.Integer(validate=ID_RANGE)
     status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    grid_id = fields.Integer(metadata={"description": "list this grid's combinations"})
+    grid_id = fields.Integer(
+        validate=ID_RANGE, metadata={"description": "list this grid's combinations"}
+    )
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(list(SORTS)))
 
 
@@ -151,7 +153,11 @@ class BacktestOut(Schema):
     params = fields.Dict(required=True)
     param_grid = fields.Dict(allow_none=True)
     rank_by = fields.String(allow_none=True)
-    combinations = fields.Method("_combinations", metadata={"type": "integer"})
+    combinations = fields.Method(
+        "_combinations",
+        allow_none=True,
+        metadata={"type": "integer", "description": "a grid's combination count; null otherwise"},
+    )
     config = fields.Dict(required=True, metadata={"description": "the config the sandbox received"})
     strategy_version = fields.Integer(required=True)
     code_sha256 = fields.String(required=True)

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from quantdesk.notifications.events import Channel, Event, Outcome, WebhookKind
-from quantdesk.schemas import PageArgs, UTCDateTime
+from quantdesk.schemas import ID_RANGE, PageArgs, UTCDateTime
 
 EVENTS = [event.value for event in Event]
 CHANNELS = [channel.value for channel in Channel]
@@ -34,7 +34,10 @@ class NotificationListArgs(PageArgs):
 class MarkReadIn(Schema):
     """`{ids: [...]}` marks those (others' ids are ignored); `{all: true}` marks every one."""
 
-    ids = fields.List(fields.Integer(strict=True), validate=validate.Length(min=1, max=1000))
+    ids = fields.List(
+        fields.Integer(strict=True, validate=ID_RANGE),
+        validate=validate.Length(min=1, max=1000),
+    )
     all = fields.Boolean()
 
     @validates_schema
@@ -87,7 +90,7 @@ class WebhookIn(Schema):
     Omit `url` or `secret` to keep the stored one; `secret: null` (or "") removes the secret.
     """
 
-    id = fields.Integer(strict=True)
+    id = fields.Integer(strict=True, validate=ID_RANGE)
     kind = fields.String(validate=validate.OneOf([kind.value for kind in WebhookKind]))
     name = fields.String(validate=validate.Length(min=1, max=100))
     url = fields.String(validate=validate.Length(min=1, max=2000))
