@@ -82,30 +82,49 @@ def _make_sqlite_transactional(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
-def build_engine(settings: Settings) -> Engine:
-    url = settings.database_url
-    if settings.is_sqlite:
+def build_engine(settings: Settings, url: str | None = None, *, read_only: bool = False) -> Engine:
+    """The engine of `url` (default: DATABASE_URL); a server database gets the pool settings
+    and pre-ping. `read_only` makes every PostgreSQL transaction READ ONLY (the replica)."""
+    url = url or settings.database_url
+    if url.startswith("sqlite"):
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         _make_sqlite_transactional(engine)
         return engine
+    options: dict[str, Any] = {}
+    if read_only and url.startswith("postgresql"):
+        options["execution_options"] = {"postgresql_readonly": True}
     return create_engine(
         url,
         pool_size=settings.DB_POOL_SIZE,
         max_overflow=settings.DB_MAX_OVERFLOW,
         pool_recycle=settings.DB_POOL_RECYCLE_SECONDS,
         pool_pre_ping=True,
+        **options,
     )
 
 
 class Database:
-    """Engine and session factory of one app; one session per app context (request)."""
+    """Engine and session factory of one app; one session per app context (request).
+
+    With DATABASE_REPLICA_URL, a second engine on the replica serves `read_session`, which
+    read-only routes use; without it `read_session` is `session` (the primary).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.engine = build_engine(settings)
         self.session_factory: sessionmaker[Session] = sessionmaker(
             bind=self.engine, expire_on_commit=False
         )
+        self.replica_engine: Engine | None = None
+        self.read_session_factory: sessionmaker[Session] | None = None
+        if settings.DATABASE_REPLICA_URL:
+            self.replica_engine = build_engine(
+                settings, settings.DATABASE_REPLICA_URL, read_only=True
+            )
+            self.read_session_factory = sessionmaker(
+                bind=self.replica_engine, expire_on_commit=False
+            )
 
     def init_app(self, app: Flask) -> None:
         app.extensions["quantdesk.db"] = self
@@ -120,10 +139,23 @@ class Database:
             g._quantdesk_session = session
         return session
 
+    @property
+    def read_session(self) -> Session:
+        """For read-only queries: the replica's session of this app context when a replica is
+        set (it may lag the primary), else `session`. Never write through it."""
+        if self.read_session_factory is None:
+            return self.session
+        session: Session | None = g.get("_quantdesk_read_session")
+        if session is None:
+            session = self.read_session_factory()
+            g._quantdesk_read_session = session
+        return session
+
     def _close_context_session(self, _exc: BaseException | None) -> None:
-        session: Session | None = g.pop("_quantdesk_session", None)
-        if session is not None:
-            session.close()
+        for name in ("_quantdesk_session", "_quantdesk_read_session"):
+            session: Session | None = g.pop(name, None)
+            if session is not None:
+                session.close()
 
     @contextlib.contextmanager
     def session_scope(self) -> Iterator[Session]:
@@ -140,3 +172,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.replica_engine is not None:
+            self.replica_engine.dispose()

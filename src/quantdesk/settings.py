@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     DB_POOL_SIZE: int = Field(10, ge=1, description="connections kept open per process")
     DB_MAX_OVERFLOW: int = Field(10, ge=0, description="extra connections under load")
     DB_POOL_RECYCLE_SECONDS: int = Field(1800, ge=1, description="reconnect older connections")
+    DATABASE_REPLICA_URL: str = Field(
+        "",
+        description="read replica for read-only queries (market history and indicators, "
+        "strategy and backtest lists, backtest reports); empty means they use DATABASE_URL",
+    )
     REDIS_URL: str = Field(
         "",
         description="redis://host:6379/0; when set, cache, rate limits and the token blocklist "
@@ -83,6 +88,16 @@ class Settings(BaseSettings):
     AUTH_RATE_LIMIT: str = Field(
         "20 per minute",
         description="limit per client address on register, login, refresh and reset-password",
+    )
+    API_RATE_LIMIT_PER_USER: str = Field(
+        "600 per minute",
+        description="limit per user (valid bearer token) on the whole API; health, metrics "
+        "and docs are exempt",
+    )
+    API_RATE_LIMIT_PER_ADDRESS: str = Field(
+        "1200 per minute",
+        description="limit per client address on the whole API; health, metrics and docs "
+        "are exempt",
     )
     RATELIMIT_ENABLED: bool = Field(True, description="switch all rate limits off (never in prod)")
     RESET_TOKEN_MINUTES: int = Field(30, ge=1, description="password-reset token lifetime")
@@ -331,9 +346,20 @@ class Settings(BaseSettings):
         "`quantdesk scheduler` process instead",
     )
 
-    @field_validator("DATABASE_URL", "REDIS_URL", "SMTP_HOST")
+    @field_validator("DATABASE_URL", "DATABASE_REPLICA_URL", "REDIS_URL", "SMTP_HOST")
     @classmethod
     def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("API_RATE_LIMIT_PER_USER", "API_RATE_LIMIT_PER_ADDRESS")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as '600 per minute': {value!r}") from exc
         return value.strip()
 
     @field_validator("DEEPSEEK_API_URL")

@@ -40,7 +40,7 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 @blp.doc(security=BEARER)
 def list_backtests(args: dict[str, Any]) -> Any:
     """Own backtests, newest first; a grid's combinations with `grid_id`."""
-    session = current_extensions().db.session
+    session = current_extensions().db.read_session
     stmt = service.list_backtests(
         session,
         user=current_user(),
@@ -138,7 +138,7 @@ def get_grid(backtest_id: int) -> Any:
 )
 def get_report(backtest_id: int) -> Response:
     """The HTML report: charts, metrics, trades with costs, refusals, costs, rulebook, logs."""
-    session = current_extensions().db.session
+    session = current_extensions().db.read_session
     backtest, run, grid = results.finished_with_grid(
         session, user=current_user(), backtest_id=backtest_id
     )

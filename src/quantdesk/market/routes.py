@@ -93,7 +93,7 @@ def get_price(symbol: str) -> Any:
 def get_history(args: dict[str, Any], symbol: str) -> Any:
     """Daily, weekly or monthly bars from start to end, forward/backward adjusted or raw."""
     text = service.history_json(
-        current_extensions().db.session,
+        current_extensions().db.read_session,
         symbol=symbol,
         start=args.get("start"),
         end=args.get("end"),
@@ -113,7 +113,7 @@ def get_history(args: dict[str, Any], symbol: str) -> Any:
 def get_indicators(args: dict[str, Any], symbol: str) -> Any:
     """Indicator series (equal to TA-Lib's); parameters as `<name>_<param>`, e.g. sma_n=20."""
     text = service.indicators_json(
-        current_extensions().db.session,
+        current_extensions().db.read_session,
         symbol=symbol,
         names=args["names"],
         params={key: value for key, value in args.items() if key in _PARAM_NAMES},

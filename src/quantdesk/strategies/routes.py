@@ -45,7 +45,7 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 @blp.doc(security=BEARER)
 def list_strategies(args: dict[str, Any]) -> Any:
     """Own strategies, newest change first; `q` searches name and description."""
-    session = current_extensions().db.session
+    session = current_extensions().db.read_session
     stmt = service.list_strategies(
         session,
         user=current_user(),
