@@ -18,6 +18,8 @@ from marshmallow import Schema, fields
 from quantdesk import __version__
 
 SWAGGER_ASSETS_URL = "/api/docs/assets/"
+# The security requirement of every endpoint that needs a logged-in user (for @blp.doc).
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 _SWAGGER_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
 
 

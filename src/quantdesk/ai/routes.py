@@ -39,6 +39,7 @@ from quantdesk.auth.tokens import current_user, login_required
 from quantdesk.errors import APIError
 from quantdesk.extensions import Extensions, current_extensions
 from quantdesk.logs import request_id_var
+from quantdesk.openapi import BEARER
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
 
@@ -51,7 +52,6 @@ blp = Blueprint(
     description="The AI assistant: conversations with tools over your data, strategy analysis, "
     "investment information (DeepSeek or any OpenAI-compatible model; offline analyst otherwise)",
 )
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 STREAM_DOC = {
     "200": {
         "description": "JSON (ChatReplyOut), or with ?stream=true text/event-stream: events "

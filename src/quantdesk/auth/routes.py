@@ -33,6 +33,7 @@ from quantdesk.auth.tokens import (
 )
 from quantdesk.extensions import current_extensions
 from quantdesk.mail import deliver_outbox_email
+from quantdesk.openapi import BEARER
 from quantdesk.ratelimit import auth_rate_limited
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
@@ -41,7 +42,6 @@ blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts 
 admin_blp = Blueprint(
     "admin", __name__, url_prefix="/api/admin", description="User administration (admin only)"
 )
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @blp.post("/register")

@@ -21,6 +21,7 @@ from quantdesk.backtests.schemas import (
     BacktestResultOut,
 )
 from quantdesk.extensions import current_extensions
+from quantdesk.openapi import BEARER
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
 
@@ -30,7 +31,6 @@ blp = Blueprint(
     url_prefix="/api/backtests",
     description="Backtests on stored bars in the sandbox; reports, exports, parameter grids",
 )
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @blp.get("")

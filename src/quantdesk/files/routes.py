@@ -22,6 +22,7 @@ from quantdesk.files.schemas import (
     UploadIn,
     UsageOut,
 )
+from quantdesk.openapi import BEARER
 from quantdesk.schemas import page_of, paginate
 from quantdesk.strategies.schemas import StrategyOut
 from quantdesk.web import requires_json
@@ -44,7 +45,6 @@ class _FilesBlueprint(Blueprint):  # type: ignore[misc]
 blp = _FilesBlueprint(
     "files", __name__, url_prefix="/api/files", description="Uploads, downloads and data sets"
 )
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @blp.before_request

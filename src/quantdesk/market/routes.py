@@ -27,13 +27,13 @@ from quantdesk.market.schemas import (
     WatchlistIn,
     WatchlistItemOut,
 )
+from quantdesk.openapi import BEARER
 from quantdesk.schemas import PageArgs, page_of, paginate
 from quantdesk.web import requires_json
 
 blp = Blueprint(
     "market", __name__, url_prefix="/api/data", description="Market data: stocks, bars, lists"
 )
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 _ = _tasks
 _PARAM_NAMES = {f"{n}_{p}" for n, spec in INDICATORS.items() for p in spec.params}
 

@@ -28,6 +28,7 @@ from quantdesk.notifications.schemas import (
     UnreadCountOut,
 )
 from quantdesk.notifications.stream import EventStream
+from quantdesk.openapi import BEARER
 from quantdesk.ratelimit import rate_limited
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
@@ -38,7 +39,6 @@ blp = Blueprint(
     url_prefix="/api/notifications",
     description="In-app, email and webhook notifications, their settings, a live stream",
 )
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @blp.get("")

@@ -8,6 +8,7 @@ from flask_smorest import Api, Blueprint
 
 from quantdesk.auth.tokens import current_user, login_required
 from quantdesk.extensions import current_extensions
+from quantdesk.openapi import BEARER
 from quantdesk.schemas import PageArgs, page_of, paginate
 from quantdesk.strategies import paper, service
 from quantdesk.strategies import templates as builtin
@@ -35,7 +36,6 @@ from quantdesk.web import requires_json
 blp = Blueprint(
     "strategies", __name__, url_prefix="/api/strategies", description="Strategies and paper trading"
 )
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @blp.get("")
