@@ -254,6 +254,24 @@ def limit_prices(prev_close: FloatArray, pct: FloatArray) -> tuple[FloatArray, F
     return up, down
 
 
+def _known_overrides(cls: type, value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A dict of per-run overrides, refused when it names a field ``cls`` does not have."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what}: {', '.join(unknown)} (known: {sorted(known)})")
+    return dict(value)
+
+
+def _set_overrides(overrides: Any) -> dict[str, Any]:
+    """The fields of an overrides dataclass that are set (not None)."""
+    return {
+        f.name: getattr(overrides, f.name)
+        for f in fields(overrides)
+        if getattr(overrides, f.name) is not None
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Costs:
     """Per-run overrides of the market's cost rules; ``None`` keeps the dated default.
@@ -288,17 +306,11 @@ class Costs:
             return cls()
         if isinstance(value, Costs):
             return value
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ConfigError(f"unknown costs: {', '.join(unknown)} (known: {sorted(known)})")
-        return cls(**value)
+        return cls(**_known_overrides(cls, value, "costs"))
 
     def as_dict(self) -> dict[str, float]:
         """The overrides that are set, for the result's config."""
-        return {
-            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
-        }
+        return _set_overrides(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,14 +359,8 @@ class Rules:
             return cls()
         if isinstance(value, Rules):
             return value
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ConfigError(f"unknown rules: {', '.join(unknown)} (known: {sorted(known)})")
-        return cls(**value)
+        return cls(**_known_overrides(cls, value, "rules"))
 
     def as_dict(self) -> dict[str, Any]:
         """The overrides that are set, for the result's config."""
-        return {
-            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
-        }
+        return _set_overrides(self)
