@@ -401,3 +401,11 @@ def test_the_symbols_of_one_request_are_capped_by_a_setting(
     error = assert_error(api.post("/api/backtests", json=body, headers=account.headers), 422)
     assert error["details"] == {"symbols": ["at most 1 per backtest"]}
     assert start(api, account, body["strategy_id"], symbols=["600519.SH"])["status"] == "queued"
+
+
+def test_stored_metrics_are_exactly_the_engines() -> None:
+    """spec.METRICS (the stored and reported order) names every metric the engine computes."""
+    from quantdesk.engine.grid import GRID_METRICS, ROUND_TRIP_METRICS
+
+    assert len(spec.METRICS) == len(set(spec.METRICS))
+    assert set(spec.METRICS) == set(GRID_METRICS) | set(ROUND_TRIP_METRICS)
