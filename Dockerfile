@@ -31,6 +31,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     QUANTDESK_ENV=production \
     VAR_DIR=/var/lib/quantdesk \
     PROMETHEUS_MULTIPROC_DIR=/tmp/quantdesk-metrics
+# pg_dump and pg_restore for `quantdesk backup` / `restore` (bookworm's client is 15, the same
+# major version as the compose file's postgres service; it must not be older than the server).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 quantdesk \
     && useradd --system --uid 10001 --gid quantdesk --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin quantdesk \

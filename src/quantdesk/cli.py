@@ -1,10 +1,12 @@
-"""The `quantdesk` command: serve, init-db, create-admin, worker, scheduler, data, seed-demo."""
+"""The `quantdesk` command: serve, init-db, create-admin, worker, scheduler, data, seed-demo,
+backup, restore."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -356,6 +358,72 @@ def seed_demo() -> None:
         finally:
             bar.close()
     _report(result)
+
+
+# ---------------------------------------------------------------- backups
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def backup(path: Path | None) -> None:
+    """Back up the database and the uploaded files into one .tar.gz archive.
+
+    PATH is the archive, or a folder for it; default VAR_DIR/backups/quantdesk-<time>.tar.gz.
+    """
+    from quantdesk import backup as backups
+
+    settings = _settings()
+    try:
+        result = backups.create_backup(settings, path)
+    except (backups.BackupError, OSError) as exc:  # OSError: disk full, permissions
+        raise click.ClickException(str(exc)) from exc
+    manifest = result.manifest
+    click.echo(
+        f"backup written: {result.path} ({backups.describe_size(result.size)}; "
+        f"{manifest.dialect} database at revision {manifest.revision}, "
+        f"{manifest.files} uploaded files, {backups.describe_size(manifest.files_bytes)})"
+    )
+    if manifest.files_storage != "local":
+        click.echo(
+            "uploaded files live in the S3 bucket and are not in the archive: back the bucket "
+            "up with its own versioning or replication",
+            err=True,
+        )
+    for key in result.missing_files:
+        click.echo(f"warning: the stored bytes of file {key} are missing (not backed up)", err=True)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--yes",
+    "--force",
+    "force",
+    is_flag=True,
+    help="replace the contents of a database that already holds data",
+)
+def restore(path: Path, force: bool) -> None:
+    """Restore a `quantdesk backup` archive into DATABASE_URL (and the files storage).
+
+    Stop the web, worker and scheduler processes first. The schema ends at the backup's
+    Alembic revision; `quantdesk init-db` then upgrades an older one.
+    """
+    from quantdesk import backup as backups
+
+    settings = _settings()
+    try:
+        result = backups.restore_backup(settings, path, force=force)
+    except (backups.BackupError, OSError) as exc:  # OSError: disk full, permissions
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"restored {path} into {_redacted(settings.database_url)}: revision "
+        f"{result.manifest.revision}, {result.files_restored} uploaded files"
+    )
+    if result.behind_head:
+        click.echo(
+            f"the backup's schema ({result.manifest.revision}) is older than this version's "
+            f"({result.head}): run `quantdesk init-db` to upgrade it"
+        )
 
 
 def _redacted(url: str) -> str:
