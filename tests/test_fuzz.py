@@ -1,7 +1,7 @@
 """Fuzzing (issue 11, point 5): schemathesis against the app's own `/api/openapi.json`.
 
 Every documented operation is called with generated requests, valid and invalid, as a logged-in
-user (bearer token on every call), on an embedded-backend app with eager tasks and a database
+admin (bearer token on every call), on an embedded-backend app with eager tasks and a database
 of its own holding the sample market data and one of each of the user's things (a strategy, a
 finished backtest, a conversation, a price alert, a notification): about half the requests
 address those (known path ids), the rest generated ones; DELETEs run last. Each response must
@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from quantdesk import migrate
 from quantdesk.app import create_app
+from quantdesk.auth import service
 from quantdesk.db import build_engine
 from quantdesk.extensions import extensions_of
 from quantdesk.market import sync
@@ -120,7 +121,17 @@ def _query_without_stream(case: schemathesis.Case) -> None:
 @pytest.mark.timeout(300)
 def test_fuzz_api(fuzz_app: Flask) -> None:
     api = Api(fuzz_app)
-    account = api.logged_in("fuzzer")
+    account = api.register("fuzzer")
+    ext = extensions_of(fuzz_app)
+    with fuzz_app.app_context(), ext.db.session_scope() as session:
+        # An admin, so that the admin endpoints' successful answers are checked too (the
+        # service refuses to let it deactivate or demote itself).
+        service.ensure_admin(
+            session, settings=ext.settings, username="fuzzer", email=account.email, password=None
+        )
+    logged_in = api.login(account).get_json()
+    assert logged_in["user"]["roles"] == ["admin", "user"]
+    account.access_token = logged_in["access_token"]
     auth = account.headers
     known = _known_ids(api, account)
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", fuzz_app)

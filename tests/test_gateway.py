@@ -18,8 +18,8 @@ from quantdesk.extensions import Extensions, extensions_of
 from quantdesk.market import sync
 from quantdesk.strategies.models import Strategy
 from tests.backtests import fetch, make_strategy, start
-from tests.conftest import TEST_REDIS_URL, Backend
-from tests.support import Account, Api, assert_error
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Backend
+from tests.support import Account, Api, assert_error, free_port
 
 EXEMPT = ("/api/health", "/api/health/ready", "/metrics", "/api/docs", "/api/openapi.json")
 
@@ -249,3 +249,22 @@ def test_read_only_routes_read_the_replica_and_writes_go_to_the_primary(
             extensions_of(app).db.dispose()
         for engine in engines:
             engine.dispose()
+
+
+def test_readiness_covers_the_replica(production_backend: Backend) -> None:
+    """A replica that answers is "ok"; one that does not makes the process not ready (503),
+    since the read-only routes would fail on it."""
+    made: list[Flask] = []
+    try:
+        up = _app(production_backend, made, DATABASE_REPLICA_URL=TEST_DATABASE_URL)
+        response = up.get("/api/health/ready")
+        assert response.status_code == 200
+        assert response.get_json()["checks"]["database_replica"] == "ok"
+        gone = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/replica"
+        down = _app(production_backend, made, DATABASE_REPLICA_URL=gone)
+        error = assert_error(down.get("/api/health/ready"), 503, "service_unavailable")
+        assert error["details"]["checks"]["database_replica"] == "unavailable"
+        assert error["details"]["checks"]["database"] == "ok"
+    finally:
+        for app in made:
+            extensions_of(app).db.dispose()

@@ -28,6 +28,7 @@ def test_ready_checks_the_database_and_redis(api: Api, backend: Backend) -> None
     checks = response.get_json()["checks"]
     assert checks["database"] == "ok"
     assert checks["redis"] == ("ok" if backend.name == "production" else "not_configured")
+    assert checks["database_replica"] == "not_configured"
 
 
 def test_ready_is_503_when_redis_is_down(backend: Backend) -> None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from quantdesk.app import create_app
 from quantdesk.extensions import extensions_of
-from quantdesk.kvstore import MemoryKeyStore, RedisKeyStore
+from quantdesk.kvstore import REDIS_TIMEOUT_SECONDS, MemoryKeyStore, RedisKeyStore
 from quantdesk.settings import Settings
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Backend
 
@@ -80,6 +80,9 @@ def test_redis_url_moves_cache_limits_and_blocklist_to_redis(
             assert isinstance(p.cache.cache, RedisCache)
             p.cache.set("probe", 42)
             assert p.cache.get("probe") == 42
+            # Bounded waits, as every Redis client of the app: an outage is a quick miss.
+            pool = p.cache.cache._write_client.connection_pool
+            assert pool.connection_kwargs["socket_timeout"] == REDIS_TIMEOUT_SECONDS
         assert type(e.limiter.storage).__name__ == "MemoryStorage"
         assert type(p.limiter.storage).__name__ == "RedisStorage"
         assert p.db.engine.dialect.name == "postgresql"

@@ -19,7 +19,7 @@ from quantdesk.db import Database
 from quantdesk.extensions import Extensions
 from quantdesk.files import routes as files_routes
 from quantdesk.files.storage import build_storage
-from quantdesk.kvstore import KeyStore, MemoryKeyStore, RedisKeyStore, redis_client
+from quantdesk.kvstore import KeyStore, MemoryKeyStore, RedisKeyStore, redis_client, redis_options
 from quantdesk.logs import configure_logging
 from quantdesk.market import routes as market_routes
 from quantdesk.metrics import install_metrics
@@ -116,6 +116,8 @@ def _cache_config(settings: Settings) -> dict[str, object]:
         return {
             "CACHE_TYPE": "RedisCache",
             "CACHE_REDIS_URL": settings.REDIS_URL,
+            # Bounded waits: a Redis outage costs a cached read a recompute, not a long hang.
+            "CACHE_OPTIONS": redis_options(),
             "CACHE_KEY_PREFIX": "quantdesk:cache:",
             "CACHE_DEFAULT_TIMEOUT": 300,
         }

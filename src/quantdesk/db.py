@@ -92,8 +92,11 @@ def build_engine(settings: Settings, url: str | None = None, *, read_only: bool 
         _make_sqlite_transactional(engine)
         return engine
     options: dict[str, Any] = {}
-    if read_only and url.startswith("postgresql"):
-        options["execution_options"] = {"postgresql_readonly": True}
+    if url.startswith("postgresql"):
+        # Bounded: a database that does not answer fails the request (a 503), never hangs it.
+        options["connect_args"] = {"connect_timeout": settings.DB_CONNECT_TIMEOUT_SECONDS}
+        if read_only:
+            options["execution_options"] = {"postgresql_readonly": True}
     return create_engine(
         url,
         pool_size=settings.DB_POOL_SIZE,

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from quantdesk.errors import ServiceUnavailable
 from quantdesk.extensions import Extensions, current_extensions
@@ -43,8 +43,8 @@ def health() -> Any:
 @blp.response(200, ReadyOut)
 @blp.alt_response(503, schema=ErrorOut, description="A backend is down; see details.checks")
 def ready() -> Any:
-    """Readiness: the database answers, and Redis and the Celery broker when configured (503
-    when one fails)."""
+    """Readiness: the database answers, and the read replica, Redis and the Celery broker when
+    configured (503 when one fails)."""
     checks = run_checks(current_extensions())
     if any(value != "ok" and value != "not_configured" for value in checks.values()):
         raise ServiceUnavailable("Not ready: a backend is unavailable.", details={"checks": checks})
@@ -52,14 +52,11 @@ def ready() -> Any:
 
 
 def run_checks(ext: Extensions) -> dict[str, str]:
-    checks: dict[str, str] = {}
-    try:
-        with ext.db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # any driver error means "not ready", never a 500
-        log.warning("readiness: database unavailable: %s", exc)
-        checks["database"] = "unavailable"
+    checks = {
+        "database": _check_database(ext.db.engine, "database"),
+        # Reads of history, lists and reports go to the replica when there is one.
+        "database_replica": _check_database(ext.db.replica_engine, "database replica"),
+    }
     if ext.settings.REDIS_URL:
         try:
             ext.keystore.ping()
@@ -71,6 +68,18 @@ def run_checks(ext: Extensions) -> dict[str, str]:
         checks["redis"] = "not_configured"
     checks["broker"] = _check_broker(ext.settings.CELERY_BROKER_URL)
     return checks
+
+
+def _check_database(engine: Engine | None, name: str) -> str:
+    if engine is None:
+        return "not_configured"
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means "not ready", never a 500
+        log.warning("readiness: %s unavailable: %s", name, exc)
+        return "unavailable"
+    return "ok"
 
 
 def _check_broker(url: str) -> str:

@@ -4,6 +4,9 @@ Two application-wide limits count every request, whatever the endpoint: one per 
 (API_RATE_LIMIT_PER_ADDRESS) and one per user of a valid bearer token (API_RATE_LIMIT_PER_USER;
 anonymous requests skip it). Health, metrics and the API docs are exempt from both.
 
+When Redis is unreachable the limits are counted in process memory until it answers again
+(Flask-Limiter's in-memory fallback), so a Redis outage neither fails nor unlimits requests.
+
 Views may also opt in to a limit of their own with a marker; `build_limiter` applies the
 configured limit to every marked view of this app. (A limiter decorator applied at import time
 would bind the views to one limiter instance, shared by every app in the process.)
@@ -20,6 +23,7 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_limiter import ApplicationLimit, Limiter
 from jwt import PyJWTError
 
+from quantdesk.kvstore import redis_options
 from quantdesk.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,9 +97,10 @@ def build_limiter(app: Flask, settings: Settings) -> Limiter:
     app.config.update(
         RATELIMIT_ENABLED=settings.RATELIMIT_ENABLED,
         RATELIMIT_STORAGE_URI=settings.REDIS_URL or "memory://",
-        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 2, "socket_timeout": 2}
-        if settings.REDIS_URL
-        else {},
+        RATELIMIT_STORAGE_OPTIONS=redis_options() if settings.REDIS_URL else {},
+        # Redis down: count in this process's memory (the same limits, per process) instead of
+        # failing every request; Flask-Limiter goes back to Redis once it answers again.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=bool(settings.REDIS_URL),
         RATELIMIT_STRATEGY="moving-window",
         # Off: it would put Retry-After on every response; web.py sets it on 429s only.
         RATELIMIT_HEADERS_ENABLED=False,

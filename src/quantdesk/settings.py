@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     DB_POOL_SIZE: int = Field(10, ge=1, description="connections kept open per process")
     DB_MAX_OVERFLOW: int = Field(10, ge=0, description="extra connections under load")
     DB_POOL_RECYCLE_SECONDS: int = Field(1800, ge=1, description="reconnect older connections")
+    DB_CONNECT_TIMEOUT_SECONDS: int = Field(
+        5,
+        ge=1,
+        description="PostgreSQL connect timeout; an unreachable database fails a request "
+        "(503) after this instead of hanging",
+    )
     DATABASE_REPLICA_URL: str = Field(
         "",
         description="read replica for read-only queries (market history and indicators, "

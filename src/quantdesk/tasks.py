@@ -15,14 +15,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any, Protocol, TypeVar
 
+import redis.exceptions
 from celery import Celery, Task
 from flask import Flask
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from quantdesk.metrics import observe_task
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# What `CeleryRunner.submit` raises when the broker (Redis) cannot take a message: kombu's
+# after its publish retries, redis-py's when the connection breaks in the middle of a send.
+BROKER_ERRORS: tuple[type[Exception], ...] = (
+    KombuOperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
 # Task *definitions* (name -> function), filled when the domain modules are imported; the same
 # in every process, like a URL map. No per-run state lives here.

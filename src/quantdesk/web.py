@@ -17,7 +17,11 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, g, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
-from sqlalchemy.exc import DataError, IntegrityError
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
@@ -47,6 +51,14 @@ _CODES = {
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Seconds a client is told to wait after a 503 for a backend that is down.
+BACKEND_RETRY_AFTER_SECONDS = 5
+_BACKEND_TEXT = {
+    "database": "The database is temporarily unavailable",
+    "redis": "The session and cache store (Redis) is temporarily unavailable",
+    "broker": "The task queue is temporarily unavailable",
+}
 
 
 class BoundedIntConverter(IntegerConverter):
@@ -201,6 +213,49 @@ def _paths_with_nul(value: Any, path: str) -> list[str]:
     return found
 
 
+def backend_unavailable(service: str) -> Response:
+    """503 for a backend (`database`, `redis`, `broker`) that cannot be reached right now."""
+    seconds = BACKEND_RETRY_AFTER_SECONDS
+    return error_response(
+        503,
+        f"{_BACKEND_TEXT[service]}. Nothing was changed by this request unless it says "
+        f"otherwise; retry in {seconds} s.",
+        details={"service": service, "retry_after": seconds},
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def _handle_database_unavailable(exc: DBAPIError | PoolTimeoutError) -> Response:
+    if (
+        isinstance(exc, DBAPIError)
+        and not isinstance(exc, OperationalError | InterfaceError)
+        and not exc.connection_invalidated
+    ):
+        return _handle_unexpected(exc)  # another driver error: a bug, not an outage
+    # One line, no traceback: an outage fails many requests and the cause is the same.
+    cause = getattr(exc, "orig", None) or exc
+    log.warning(
+        "database unavailable on %s %s: %s: %s",
+        request.method,
+        request.path,
+        type(cause).__name__,
+        str(cause).strip().splitlines()[0] if str(cause).strip() else "",
+    )
+    return backend_unavailable("database")
+
+
+def _handle_redis_unavailable(exc: RedisConnectionError | RedisTimeoutError) -> Response:
+    log.warning(
+        "redis unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc
+    )
+    return backend_unavailable("redis")
+
+
+def _handle_broker_unavailable(exc: BrokerError) -> Response:
+    log.warning("task broker unavailable on %s %s: %s", request.method, request.path, exc)
+    return backend_unavailable("broker")
+
+
 def _handle_integrity_error(exc: IntegrityError) -> Response:
     # Services check uniqueness first; this catches the race between two equal requests.
     log.warning("integrity error turned into 409: %s", exc.orig)
@@ -281,5 +336,10 @@ def install_error_handlers(app: Flask) -> None:
     app.register_error_handler(APIError, _handle_api_error)
     app.register_error_handler(IntegrityError, _handle_integrity_error)
     app.register_error_handler(DataError, _handle_data_error)
+    for db_error in (OperationalError, InterfaceError, DBAPIError, PoolTimeoutError):
+        app.register_error_handler(db_error, _handle_database_unavailable)
+    app.register_error_handler(RedisConnectionError, _handle_redis_unavailable)
+    app.register_error_handler(RedisTimeoutError, _handle_redis_unavailable)
+    app.register_error_handler(BrokerError, _handle_broker_unavailable)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -8,12 +8,15 @@ import json
 
 import jwt as pyjwt
 import pytest
+import redis
 import time_machine
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from quantdesk.auth import service
 from quantdesk.auth.models import AuditEvent, TokenFamily, User
 from quantdesk.extensions import Extensions
+from quantdesk.kvstore import MemoryKeyStore
 from tests.support import Api, assert_error, bearer
 
 
@@ -140,3 +143,26 @@ def test_token_of_a_deactivated_user_is_401(api: Api, db: Session, path: str) ->
     method = api.get if path.endswith("profile") else api.post
     assert_error(method(path, headers=account.headers), 401)
     assert_error(_refresh(api, account.refresh_token), 401)
+
+
+def test_a_revocation_survives_the_key_store_losing_its_keys(api: Api, ext: Extensions) -> None:
+    """Redis keeps nothing on disk: after a restart the blocklist is empty. The next token
+    check finds the store cold (its warm marker is gone too) and loads the revocations from the
+    database again before believing any token."""
+    account = api.logged_in()
+    kept = api.login(account).get_json()["access_token"]
+    assert api.post("/api/auth/logout", headers=account.headers).status_code == 200
+    assert_error(api.get("/api/auth/profile", headers=account.headers), 401)
+    original = ext.keystore
+    if ext.settings.REDIS_URL:
+        redis.Redis.from_url(ext.settings.REDIS_URL).flushdb()  # a restart without persistence
+    else:
+        ext.keystore = MemoryKeyStore()  # the embedded store lost: a new, cold one
+    try:
+        assert ext.keystore.lookup(service.jti_key("anything")) is None  # cold
+        error = assert_error(api.get("/api/auth/profile", headers=account.headers), 401)
+        assert "revoked" in error["message"]
+        assert api.get("/api/auth/profile", headers=bearer(kept)).status_code == 200
+        assert ext.keystore.lookup(service.jti_key("anything")) is False  # warm again
+    finally:
+        ext.keystore = original

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from quantdesk.backtests import execution
 from quantdesk.backtests.models import Backtest, BacktestEquity, BacktestResult
-from quantdesk.extensions import Extensions
-from tests.backtests import fetch, make_strategy, notifications, start
+from quantdesk.extensions import Extensions, extensions_of
+from quantdesk.tasks import CeleryRunner
+from tests.backtests import CN_BODY, fetch, make_strategy, notifications, start
 from tests.backtests.conftest import HeldRunner
-from tests.support import Account, Api, assert_error
+from tests.conftest import Backend
+from tests.support import Account, Api, assert_error, free_port
 
 
 def _results(db: Session, backtest_id: int) -> int:
@@ -133,3 +137,29 @@ def test_an_internal_error_fails_the_run_without_details(
     assert failed["status"] == "failed"
     assert failed["error"] == "internal error: RuntimeError"
     assert [n["event"] for n in notifications(api, user)] == ["backtest_failed"]
+
+
+@pytest.mark.parametrize("grid", [False, True], ids=["single", "grid"])
+def test_a_run_the_broker_cannot_take_is_failed_not_left_queued(
+    make_app: Callable[..., Flask], market_data: Backend, grid: bool
+) -> None:
+    """The broker is down (a real Celery runner sending to a port where nothing listens): the
+    request is a 503, and the committed rows say what happened instead of waiting for ever."""
+    app = make_app(TASKS_EAGER=False, CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert isinstance(extensions_of(app).tasks, CeleryRunner)
+    api = Api(app)
+    account = api.logged_in()
+    body = {**CN_BODY, "strategy_id": make_strategy(api, account)}
+    if grid:
+        body["param_grid"] = {"fast": [3, 5]}
+    response = api.post("/api/backtests", json=body, headers=account.headers)
+    assert assert_error(response, 503, "service_unavailable")["details"]["service"] == "broker"
+    items = api.get("/api/backtests", headers=account.headers).get_json()["items"]
+    assert len(items) == 1
+    stored = fetch(api, account, items[0]["id"])
+    assert stored["status"] == "failed"
+    if grid:
+        assert "never started" in stored["error"]  # the grid's "first error"
+    else:
+        assert stored["error_kind"] == "queue"
+        assert "submit it again" in stored["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from flask_smorest import Api, Blueprint
@@ -36,7 +37,10 @@ from quantdesk.mail import deliver_outbox_email
 from quantdesk.openapi import BEARER
 from quantdesk.ratelimit import auth_rate_limited
 from quantdesk.schemas import page_of, paginate
+from quantdesk.tasks import BROKER_ERRORS
 from quantdesk.web import requires_json
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and tokens")
 admin_blp = Blueprint(
@@ -182,7 +186,12 @@ def reset_password(body: dict[str, Any]) -> Any:
             session, settings=ext.settings, email=body["email"], client=client
         )
         if email_id is not None:
-            ext.tasks.submit(deliver_outbox_email, email_id)
+            try:
+                ext.tasks.submit(deliver_outbox_email, email_id)
+            except BROKER_ERRORS as exc:
+                # Still 202: a 503 here, and only for known emails, would tell which exist. The
+                # mail stays in the outbox (status pending); the user can ask again.
+                log.warning("reset mail %s not queued, the broker is down: %s", email_id, exc)
         return {"message": "If an account has this email, a reset mail is on its way."}, 202
     service.reset_password(
         session,

@@ -2,6 +2,13 @@
 
 Every token carries `fam`, the id of its login session; a token is refused when its own id
 (jti) or its family is on the blocklist, when its user no longer exists, or is deactivated.
+
+The blocklist is checked on every request (one key-store round trip). The account itself is
+loaded only when a view asks for it (`current_user()`), so that reads of shared data (market
+history, indicators) cost no database query for the caller: deactivating an account through
+the service revokes all its login sessions, so its tokens are refused everywhere at once, and
+every view that touches the caller's own rows loads the account and refuses a deleted or
+deactivated one even if it was changed behind the service's back.
 """
 
 from __future__ import annotations
@@ -17,14 +24,15 @@ from flask_jwt_extended import (
     JWTManager,
     create_access_token,
     create_refresh_token,
-    get_current_user,
     get_jwt,
     verify_jwt_in_request,
 )
 
 from quantdesk.auth import service
 from quantdesk.auth.models import User
+from quantdesk.errors import Unauthorized
 from quantdesk.extensions import current_extensions
+from quantdesk.kvstore import KeyStore
 from quantdesk.settings import Settings
 from quantdesk.web import error_response
 
@@ -67,27 +75,28 @@ def issue_tokens(settings: Settings, grant: service.TokenGrant) -> dict[str, Any
     }
 
 
+WWW_AUTHENTICATE = 'Bearer realm="quantdesk"'
+
+
 def _unauthorized(message: str) -> Response:
-    return error_response(401, message, headers={"WWW-Authenticate": 'Bearer realm="quantdesk"'})
+    return error_response(401, message, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
 
 
 class _Warmup:
-    """Loads revocations from the database into the key store once per process, lazily."""
+    """Loads revocations from the database into the key store when it has none (a new store,
+    or Redis restarted without its data), once at a time per process; every process that finds
+    the store cold loads the same rows, so doing it twice is harmless."""
 
     def __init__(self) -> None:
-        self._done = False
         self._lock = threading.Lock()
 
-    def ensure(self) -> None:
-        if self._done:
-            return
+    def ensure(self, store: KeyStore) -> None:
         with self._lock:
-            if self._done:
+            if store.is_warm():
                 return
-            ext = current_extensions()
-            with ext.db.session_scope() as session:
-                service.warm_keystore(session, ext.keystore)
-            self._done = True
+            with current_extensions().db.session_scope() as session:
+                service.warm_keystore(session, store)
+            store.mark_warm()  # last: no token is believed on a half-loaded copy
 
 
 def build_jwt(app: Flask, settings: Settings) -> JWTManager:
@@ -97,23 +106,19 @@ def build_jwt(app: Flask, settings: Settings) -> JWTManager:
 
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-        warmup.ensure()
+        keys = [service.jti_key(payload["jti"])]
+        if payload.get("fam"):
+            keys.append(service.family_key(payload["fam"]))
         store = current_extensions().keystore
-        family = payload.get("fam")
-        return store.exists(service.jti_key(payload["jti"])) or bool(
-            family and store.exists(service.family_key(family))
-        )
+        revoked = store.lookup(*keys)
+        if revoked is None:
+            warmup.ensure(store)
+            revoked = store.lookup(*keys)
+        return revoked is not False  # still unknown (the store lost its keys again): refuse
 
-    @jwt.user_lookup_loader
-    def _load_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
-        try:
-            user_id = int(payload["sub"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        user = service.get_user(current_extensions().db.session, user_id)
-        if user is None or not user.is_active:
-            return None
-        return user
+    @jwt.token_verification_loader
+    def _has_user_id(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        return _user_id(payload) is not None
 
     @jwt.unauthorized_loader
     def _missing(_reason: str) -> Response:
@@ -131,10 +136,6 @@ def build_jwt(app: Flask, settings: Settings) -> JWTManager:
     def _revoked(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
         return _unauthorized("The token has been revoked.")
 
-    @jwt.user_lookup_error_loader
-    def _no_user(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
-        return _unauthorized("The token's account no longer exists or is deactivated.")
-
     @jwt.needs_fresh_token_loader
     def _needs_fresh(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
         return _unauthorized("Log in again for this.")
@@ -146,8 +147,35 @@ def build_jwt(app: Flask, settings: Settings) -> JWTManager:
     return jwt
 
 
+def _user_id(payload: dict[str, Any]) -> int | None:
+    try:
+        return int(payload["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def current_user() -> User:
-    return cast(User, get_current_user())
+    """The caller's account, loaded once per request; 401 if it is gone or deactivated."""
+    user = g.get("_current_user")
+    if user is None:
+        user = service.get_user(current_extensions().db.session, current_user_id())
+        if user is None or not user.is_active:
+            raise Unauthorized(
+                "The token's account no longer exists or is deactivated.",
+                headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+            )
+        g._current_user = user
+    return cast(User, user)
+
+
+def current_user_id() -> int:
+    """The caller's account id, from the verified token (no database query)."""
+    user_id = _user_id(get_jwt())
+    if user_id is None:  # token_verification_loader refuses such tokens before any view runs
+        raise Unauthorized(
+            "The token's claims are not accepted.", headers={"WWW-Authenticate": WWW_AUTHENTICATE}
+        )
+    return user_id
 
 
 def current_claims() -> dict[str, Any]:
@@ -166,7 +194,7 @@ def login_required(*, refresh: bool = False, query_token: bool = False) -> Calla
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             verify_jwt_in_request(refresh=refresh, locations=locations)
-            g.current_user_id = current_user().id
+            g.current_user_id = current_user_id()
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -136,7 +136,9 @@ class BacktestOut(Schema):
     )
     error_kind = fields.String(
         allow_none=True,
-        metadata={"description": "the limit that stopped it: cpu, wall, memory, ..., integrity"},
+        metadata={
+            "description": "what stopped it: cpu, wall, memory, ..., integrity; queue (never sent)"
+        },
     )
     notices = fields.List(fields.String(), required=True)
     symbols = fields.List(fields.String(), required=True)

@@ -45,6 +45,7 @@ from quantdesk.market import symbols as sym
 from quantdesk.market.models import StockPrice
 from quantdesk.notifications.delivery import Runtime
 from quantdesk.strategies.service import get_strategy, merge_params
+from quantdesk.tasks import BROKER_ERRORS
 
 USER_PREFIX = "user:"  # a user's own data set, `user:<name>` (files.datasets)
 
@@ -194,9 +195,7 @@ def create_backtest(
         )
     reused = _reuse_finished(session, user_id=user.id, runs=runs)
     session.commit()
-    for run in runs:
-        if run.id not in reused:
-            runtime.tasks.submit(run_backtest, run.id)
+    _send(session, runtime, backtest, [run for run in runs if run.id not in reused])
     settled = (backtest.kind == Kind.SINGLE and backtest.id in reused) or (
         backtest.kind == Kind.GRID
         and len(reused) == len(runs)
@@ -205,6 +204,29 @@ def create_backtest(
     if settled:  # reused: finished already, and notified like any other finished run
         notify_outcome(session, runtime, backtest)
     return backtest
+
+
+QUEUE_DOWN = "The task queue was unavailable, so this run never started; submit it again."
+
+
+def _send(session: Session, runtime: Runtime, backtest: Backtest, runs: list[Backtest]) -> None:
+    """Enqueue `runs`. If the broker cannot take them, those not sent are marked failed (with
+    error_kind "queue") before the error goes on to be a 503: a committed row left "queued"
+    with no message behind it would wait for ever."""
+    sent = 0
+    try:
+        for run in runs:
+            runtime.tasks.submit(run_backtest, run.id)
+            sent += 1
+    except BROKER_ERRORS:
+        now = utcnow()
+        for run in runs[sent:]:
+            run.status, run.finished_at = Status.FAILED, now
+            run.error, run.error_kind = QUEUE_DOWN, "queue"
+        session.commit()
+        if backtest.kind == Kind.GRID:
+            settle_grid(session, grid_id=backtest.id)
+        raise
 
 
 def _prepare(
