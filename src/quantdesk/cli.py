@@ -199,14 +199,14 @@ def _seed_once(app: Flask) -> None:
     """Load the sample market data into a database that has no instrument yet."""
     from quantdesk.extensions import extensions_of
     from quantdesk.market import sync
-    from quantdesk.market.cache import MarketCache
+    from quantdesk.market.cache import market_cache
 
     ext = extensions_of(app)
     with app.app_context(), ext.db.session_scope() as session:
         if sync.has_stocks(session):
             return
         click.echo("loading the sample market data (first start only)...")
-        cache = MarketCache(ext.cache, timeout=ext.settings.MARKET_CACHE_SECONDS)
+        cache = market_cache(ext)
         result = sync.seed_demo(session, cache=cache)
         click.echo(f"sample data: {result.symbols_ok} instruments, {result.bars_written} bars")
 
@@ -272,7 +272,7 @@ def data_sync(
     from quantdesk.app import create_app
     from quantdesk.extensions import extensions_of
     from quantdesk.market import sync
-    from quantdesk.market.cache import MarketCache
+    from quantdesk.market.cache import market_cache
     from quantdesk.market.providers import get_provider
     from quantdesk.market.symbols import normalise
 
@@ -305,7 +305,7 @@ def data_sync(
                 lookback_days=settings.MARKET_SYNC_LOOKBACK_DAYS,
                 refresh_listings=refresh_listings,
                 progress=bar,
-                cache=MarketCache(ext.cache, timeout=settings.MARKET_CACHE_SECONDS),
+                cache=market_cache(ext),
             )
         finally:
             bar.close()
@@ -344,7 +344,7 @@ def seed_demo() -> None:
     from quantdesk.app import create_app
     from quantdesk.extensions import extensions_of
     from quantdesk.market import sync
-    from quantdesk.market.cache import MarketCache
+    from quantdesk.market.cache import market_cache
 
     settings = _settings()
     _apply_migrations(settings)
@@ -353,7 +353,7 @@ def seed_demo() -> None:
     bar = _ProgressBar("sample data")
     with app.app_context(), ext.db.session_scope() as session:
         try:
-            cache = MarketCache(ext.cache, timeout=settings.MARKET_CACHE_SECONDS)
+            cache = market_cache(ext)
             result = sync.seed_demo(session, cache=cache, progress=bar)
         finally:
             bar.close()

@@ -90,6 +90,10 @@ def test_deactivated_user_is_refused_everywhere(api: Api, admin: Account, db: Se
     assert response.status_code == 200
     assert response.get_json()["is_active"] is False
     assert_error(api.get("/api/auth/profile", headers=user.headers), 401)
+    # Reads that never load the account (market data) are refused too: deactivating revoked
+    # every login session of the user, and the blocklist is checked on every request.
+    error = assert_error(api.get("/api/data/stocks/600519.SH/history", headers=user.headers), 401)
+    assert "revoked" in error["message"]
     assert_error(api.login(user), 403, "forbidden")
     assert_error(
         api.post("/api/auth/refresh", headers={"Authorization": f"Bearer {user.refresh_token}"}),

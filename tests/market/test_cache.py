@@ -11,8 +11,8 @@ class DictCache:
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
 
-    def get(self, key: str) -> Any:
-        return self.data.get(key)
+    def get_many(self, *keys: str) -> list[Any]:
+        return [self.data.get(key) for key in keys]
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
         self.data[key] = value
@@ -23,7 +23,7 @@ class DictCache:
 
 
 class DownCache(DictCache):
-    def get(self, key: str) -> Any:
+    def get_many(self, *keys: str) -> list[Any]:
         raise ConnectionError("redis is down")
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
@@ -63,3 +63,41 @@ def test_a_cache_outage_only_costs_a_recompute() -> None:
     assert cache.get_or_compute("AAPL", ("x",), lambda: "computed") == "computed"
     cache.invalidate(["AAPL"])  # logged, not raised: a sync's commit stands
     assert MarketCache(None, timeout=60).get_or_compute("AAPL", ("x",), lambda: 42) == 42
+
+
+def test_a_sync_during_a_computation_leaves_no_stale_hit() -> None:
+    """The token is read before computing: an answer computed from rows a sync then replaced
+    is stored under the old token, so the next read recomputes instead of serving it."""
+    cache = MarketCache(DictCache(), timeout=60)
+    cache.get_or_compute("AAPL", ("x",), lambda: "first")  # the scope has a token now
+
+    def compute_while_a_sync_lands() -> str:
+        cache.invalidate(["AAPL"])
+        return "from the older rows"
+
+    assert cache.get_or_compute("AAPL", ("y",), compute_while_a_sync_lands) == (
+        "from the older rows"
+    )
+    assert cache.get_or_compute("AAPL", ("y",), lambda: "fresh") == "fresh"
+    assert cache.get_or_compute("AAPL", ("y",), lambda: "not asked") == "fresh"
+
+
+def test_a_read_is_one_round_trip_to_the_backend() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    class CountingCache(DictCache):
+        def get_many(self, *keys: str) -> list[Any]:
+            calls.append(keys)
+            return super().get_many(*keys)
+
+    cache = MarketCache(CountingCache(), timeout=60)
+    cache.get_or_compute("AAPL", ("x",), lambda: "value")
+    calls.clear()
+    assert cache.get_or_compute("AAPL", ("x",), lambda: "not asked") == "value"
+    assert len(calls) == 1
+    assert len(calls[0]) == 2  # the token and the answer, together
+
+
+def test_only_a_cache_is_shared() -> None:
+    assert MarketCache(DictCache(), timeout=60, shared=True).shared
+    assert not MarketCache(None, timeout=60, shared=True).shared

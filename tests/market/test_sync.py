@@ -7,12 +7,14 @@ import datetime as dt
 import pandas as pd
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from quantdesk.extensions import Extensions
+from quantdesk.app import create_app
+from quantdesk.extensions import Extensions, extensions_of
 from quantdesk.market import store, sync
-from quantdesk.market.cache import MarketCache
+from quantdesk.market.cache import MarketCache, market_cache
 from quantdesk.market.models import Stock, StockPrice, SyncRun
 from quantdesk.market.providers.base import (
     ProviderTimeout,
@@ -20,6 +22,7 @@ from quantdesk.market.providers.base import (
     RateLimited,
     SchemaChanged,
 )
+from tests.conftest import Backend
 from tests.market.fakes import FakeProvider, make_bars
 from tests.support import Account, Api
 
@@ -277,3 +280,61 @@ def test_a_sync_checks_the_price_alerts_of_its_symbols(api: Api, app: Flask, db:
     with app.app_context():
         run(db, FakeProvider(table={"AAPL": bars}), ["AAPL"])
     assert api.get("/api/notifications", headers=owner.headers).get_json()["total"] == 1
+
+
+def test_a_sync_in_another_process_is_seen_by_the_next_read(
+    app: Flask, backend: Backend, db: Session, api: Api, user: Account
+) -> None:
+    """Another process's sync cannot clear this process's in-process cache: there the row's
+    updated_at in the key makes the read see it. A shared (Redis) cache is cleared by every
+    process's sync: there a second app on the same Redis stands for the other process."""
+    provider = FakeProvider(table={"TEST": make_bars(30)})
+    run(db, provider, ["TEST"])
+    path = "/api/data/stocks/TEST/history"
+    query = {"start": "2024-01-01", "end": "2024-03-01", "adjust": "none"}
+    first = api.get(path, headers=user.headers, query_string=query).get_json()
+    fixed = provider.table["TEST"].copy()
+    fixed.loc[29, ["close", "high"]] = [99.0, 99.5]
+    provider.table["TEST"] = fixed
+    shared = market_cache(extensions_of(app)).shared
+    assert shared is (backend.name == "production")
+    elsewhere = create_app(backend.settings) if shared else None
+    try:
+        cache = market_cache(extensions_of(elsewhere)) if elsewhere else None
+        run(db, provider, ["TEST"], start=dt.date(2024, 1, 1), cache=cache)
+    finally:
+        if elsewhere is not None:
+            extensions_of(elsewhere).db.dispose()
+    second = api.get(path, headers=user.headers, query_string=query).get_json()
+    assert (first["bars"][-1]["close"], second["bars"][-1]["close"]) != (99.0, 99.0)
+    assert second["bars"][-1]["close"] == 99.0
+
+
+def test_a_cached_read_of_a_shared_cache_runs_no_query(
+    app: Flask, backend: Backend, api: Api, user: Account
+) -> None:
+    """With Redis, a cached history or indicators read is answered from the request alone: no
+    database query, not even for the caller's account (the token and blocklist suffice)."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):  # the test's own
+            statements.append(statement)
+
+    paths = [
+        "/api/data/stocks/600519.SH/history",
+        "/api/data/stocks/600519.SH/indicators?names=sma,rsi",
+    ]
+    for path in paths:
+        assert api.get(path, headers=user.headers).status_code == 200  # fills the cache
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        for path in paths:
+            assert api.get(path, headers=user.headers).status_code == 200
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    if backend.name == "production":
+        assert statements == []
+    else:  # in-process cache: one look at the instrument's updated_at per read
+        assert len(statements) == len(paths)
+        assert all("FROM stocks" in statement for statement in statements)

@@ -7,12 +7,12 @@ from typing import Any
 from flask import Response
 from flask_smorest import Api, Blueprint
 
-from quantdesk.auth.tokens import current_user, login_required
+from quantdesk.auth.tokens import current_user, current_user_id, login_required
 from quantdesk.extensions import current_extensions
 from quantdesk.market import service
 from quantdesk.market import tasks as _tasks  # registers the market's background tasks
 from quantdesk.market.analytics import INDICATORS
-from quantdesk.market.cache import MarketCache
+from quantdesk.market.cache import MarketCache, market_cache
 from quantdesk.market.schemas import (
     HistoryArgs,
     HistoryOut,
@@ -39,8 +39,7 @@ _PARAM_NAMES = {f"{n}_{p}" for n, spec in INDICATORS.items() for p in spec.param
 
 
 def _cache() -> MarketCache:
-    ext = current_extensions()
-    return MarketCache(ext.cache, timeout=ext.settings.MARKET_CACHE_SECONDS)
+    return market_cache(current_extensions())
 
 
 def _json(text: str) -> Response:
@@ -73,7 +72,7 @@ def list_stocks(args: dict[str, Any]) -> Any:
 @blp.doc(security=BEARER)
 def get_stock(symbol: str) -> Any:
     """One instrument: listing facts and its latest close (also your own user:<name> sets)."""
-    return service.get_stock(current_extensions().db.session, symbol, user_id=current_user().id)
+    return service.get_stock(current_extensions().db.session, symbol, user_id=current_user_id())
 
 
 @blp.get("/stocks/<string:symbol>/price")
@@ -100,7 +99,7 @@ def get_history(args: dict[str, Any], symbol: str) -> Any:
         adjust=args["adjust"],
         freq=args["freq"],
         cache=_cache(),
-        user_id=current_user().id,
+        user_id=current_user_id(),
     )
     return _json(text)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -291,16 +291,43 @@ def history_json(
 
     `user_id` makes the user's own `user:<name>` data sets readable (get_stock).
     """
+
+    def compute() -> str:
+        stock = get_stock(session, symbol, user_id=user_id)
+        owner = user_id if stock.market == sym.Market.USER else None
+        first, last = _window(stock, start, end)
+        return _history(session, stock, first, last, adjust, freq, owner)
+
+    request = ("history", start, end, adjust.value, freq.value)
+    return _cached(session, cache, symbol, user_id, request, compute)
+
+
+def _cached(
+    session: Session,
+    cache: MarketCache | None,
+    symbol: str,
+    user_id: int | None,
+    request: tuple[Any, ...],
+    compute: Callable[[], str],
+) -> str:
+    """`compute()`'s answer to `request` about `symbol`, through the market cache.
+
+    A shared cache (Redis) learns of every sync, in any process, by a new token: there the
+    request alone names the answer, and a hit costs no database query. An in-process cache
+    cannot see a sync run by another process (the CLI's), so its key also holds the row's
+    `updated_at`, which every sync of the symbol changes. A user's data set is its owner's
+    alone: its key always names the owner, after the ownership check in get_stock.
+    """
+    if cache is None:
+        return compute()
+    canonical = sym.normalise(symbol)
+    if cache.shared and canonical and sym.market_of(canonical) is not sym.Market.USER:
+        # Without `end` the window ends at the last bar, or today for a symbol with none.
+        today = dt.datetime.now(dt.UTC).date() if request[2] is None else None
+        return cache.get_or_compute(canonical, (*request, today), compute)
     stock = get_stock(session, symbol, user_id=user_id)
     owner = user_id if stock.market == sym.Market.USER else None
-    first, last = _window(stock, start, end)
-    # updated_at changes with every sync of the symbol, in any process: part of the key, it
-    # keeps a CLI sync from leaving a server's in-process cache stale. A data set's key also
-    # names its owner: two users' user:<name> are different series.
-    parts = ("history", stock.updated_at, owner, first, last, adjust.value, freq.value)
-    return (cache or MarketCache(None, timeout=0)).get_or_compute(
-        stock.symbol, parts, lambda: _history(session, stock, first, last, adjust, freq, owner)
-    )
+    return cache.get_or_compute(stock.symbol, (*request, stock.updated_at, owner), compute)
 
 
 def _history(
@@ -373,17 +400,17 @@ def indicators_json(
     whatever the window), on trading bars only (suspended days carry no trade), then cut to
     [start, end]. The first values are null until an indicator has enough bars.
     """
-    stock = get_stock(session, symbol)
-    first, last = _window(stock, start, end)
     chosen = list(dict.fromkeys(names))
     resolved = {name: analytics.resolve_params(name, params) for name in chosen}
     key = tuple(sorted((name, analytics.canonical(p)) for name, p in resolved.items()))
-    parts = ("indicators", stock.updated_at, first, last, adjust.value, key)
-    return (cache or MarketCache(None, timeout=0)).get_or_compute(
-        stock.symbol,
-        parts,
-        lambda: _dumps(_indicators(session, stock, chosen, params, first, last, adjust)),
-    )
+
+    def compute() -> str:
+        stock = get_stock(session, symbol)
+        first, last = _window(stock, start, end)
+        return _dumps(_indicators(session, stock, chosen, params, first, last, adjust))
+
+    request = ("indicators", start, end, adjust.value, key)
+    return _cached(session, cache, symbol, None, request, compute)
 
 
 def _indicators(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from quantdesk.extensions import current_extensions
-from quantdesk.market.cache import MarketCache
+from quantdesk.market.cache import market_cache
 from quantdesk.market.calendar import parse_hhmm
 from quantdesk.market.sync import daily_job
 from quantdesk.settings import Settings
@@ -21,8 +21,7 @@ from quantdesk.tasks import background_task
 def daily_sync() -> None:
     """Sync every provider's stored symbols for the latest closed session (idempotent)."""
     ext = current_extensions()
-    cache = MarketCache(ext.cache, timeout=ext.settings.MARKET_CACHE_SECONDS)
-    daily_job(ext.db, ext.settings, cache=cache)
+    daily_job(ext.db, ext.settings, cache=market_cache(ext))
 
 
 def daily_trigger(settings: Settings) -> dict[str, Any]:
