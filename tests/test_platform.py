@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from flask import Flask
+import pytest
+from flask import Flask, request
+from werkzeug.exceptions import UnprocessableEntity
 
 from quantdesk.app import create_app
 from quantdesk.extensions import extensions_of
+from quantdesk.files import routes as files_routes
+from quantdesk.market import routes as market_routes
+from quantdesk.market.schemas import HistoryArgs
+from quantdesk.openapi import SchemaOnceParser
 from tests.conftest import Backend
 from tests.support import Api, assert_error
 
@@ -163,3 +171,24 @@ def test_log_lines_are_json_with_the_request_id(make_app: Callable[..., Flask]) 
     assert access[0]["status"] == 401
     assert access[0]["path"] == "/api/auth/login"
     assert isinstance(access[0]["duration_ms"], float)
+
+
+def test_argument_schemas_are_built_once_and_shared_safely_by_threads(app: Flask) -> None:
+    """Every blueprint's parser builds a schema class once (SchemaOnceParser); threads loading
+    different arguments through the one instance each get their own."""
+    parser = market_routes.blp.ARGUMENTS_PARSER
+    assert isinstance(parser, SchemaOnceParser)
+    assert isinstance(files_routes.blp.ARGUMENTS_PARSER, SchemaOnceParser)  # multipart too
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(64)]
+    schemas: set[int] = set()
+
+    def parse(day: dt.date) -> dt.date:
+        with app.test_request_context(f"/?start={day.isoformat()}&adjust=none"):
+            schemas.add(id(parser._get_schema(HistoryArgs, request)))
+            return parser.parse(HistoryArgs, request, location="query")["start"]  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(parse, days)) == days
+    assert len(schemas) == 1
+    with app.test_request_context("/?start=not-a-date"), pytest.raises(UnprocessableEntity):
+        parser.parse(HistoryArgs, request, location="query")

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from marshmallow import Schema, fields
 from sqlalchemy import Engine, text
 
 from quantdesk.errors import ServiceUnavailable
 from quantdesk.extensions import Extensions, current_extensions
-from quantdesk.openapi import ErrorOut
+from quantdesk.openapi import ApiBlueprint, ErrorOut
 
 log = logging.getLogger(__name__)
 
-blp = Blueprint("health", __name__, url_prefix="/api/health", description="Health checks")
+blp = ApiBlueprint("health", __name__, url_prefix="/api/health", description="Health checks")
 
 
 class HealthOut(Schema):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from quantdesk.auth import service
 from quantdesk.auth.models import AuditEvent, TokenFamily, User
+from quantdesk.auth.tokens import VerifiedTokenCache
 from quantdesk.extensions import Extensions
 from quantdesk.kvstore import MemoryKeyStore
 from tests.support import Api, assert_error, bearer
@@ -166,3 +167,41 @@ def test_a_revocation_survives_the_key_store_losing_its_keys(api: Api, ext: Exte
         assert ext.keystore.lookup(service.jti_key("anything")) is False  # warm again
     finally:
         ext.keystore = original
+
+
+def test_a_verified_token_is_remembered_but_its_expiry_is_checked_again(
+    api: Api, ext: Extensions
+) -> None:
+    """Verified tokens are kept (PyJWT's checks cost a third of a cached read); a kept token
+    still expires on time, and a forged variant of it is not taken for it."""
+    account = api.logged_in()
+    assert api.get("/api/auth/profile", headers=account.headers).status_code == 200
+    manager = ext.jwt
+    assert isinstance(manager, VerifiedTokenCache)
+    assert any(key[0] == account.access_token for key in manager._verified)
+    header, _, signature = account.access_token.split(".")
+    forged_claims = pyjwt.decode(account.access_token, options={"verify_signature": False})
+    forged_claims["sub"] = "999"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(forged_claims).encode()).rstrip(b"=")
+    forged = f"{header}.{forged_payload.decode()}.{signature}"
+    assert_error(api.get("/api/auth/profile", headers=bearer(forged)), 401)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=61)
+    with time_machine.travel(later, tick=False):
+        error = assert_error(api.get("/api/auth/profile", headers=account.headers), 401)
+        assert "expired" in error["message"]
+
+
+def test_the_verified_token_cache_is_bounded(api: Api, ext: Extensions) -> None:
+    manager = ext.jwt
+    assert isinstance(manager, VerifiedTokenCache)
+    account = api.logged_in()
+    size = manager.SIZE
+    try:
+        manager.SIZE = 2
+        for _ in range(3):
+            token = api.login(account).get_json()["access_token"]
+            assert api.get("/api/auth/profile", headers=bearer(token)).status_code == 200
+        assert len(manager._verified) == 2
+        assert any(key[0] == token for key in manager._verified)  # the newest stays
+    finally:
+        manager.SIZE = size

@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from flask import Response, stream_with_context
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from sqlalchemy.orm import Session
 
 from quantdesk.ai import quota, service
@@ -39,13 +39,13 @@ from quantdesk.auth.tokens import current_user, login_required
 from quantdesk.errors import APIError
 from quantdesk.extensions import Extensions, current_extensions
 from quantdesk.logs import request_id_var
-from quantdesk.openapi import BEARER
+from quantdesk.openapi import BEARER, ApiBlueprint
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
 
 log = logging.getLogger(__name__)
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "ai",
     __name__,
     url_prefix="/api/ai",

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 
 from quantdesk.auth import permissions, service
 from quantdesk.auth.schemas import (
@@ -34,7 +34,7 @@ from quantdesk.auth.tokens import (
 )
 from quantdesk.extensions import current_extensions
 from quantdesk.mail import deliver_outbox_email
-from quantdesk.openapi import BEARER
+from quantdesk.openapi import BEARER, ApiBlueprint
 from quantdesk.ratelimit import auth_rate_limited
 from quantdesk.schemas import page_of, paginate
 from quantdesk.tasks import BROKER_ERRORS
@@ -42,8 +42,8 @@ from quantdesk.web import requires_json
 
 log = logging.getLogger(__name__)
 
-blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and tokens")
-admin_blp = Blueprint(
+blp = ApiBlueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and tokens")
+admin_blp = ApiBlueprint(
     "admin", __name__, url_prefix="/api/admin", description="User administration (admin only)"
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 
 from quantdesk.auth.tokens import current_user, login_required
 from quantdesk.backtests import export as exports
@@ -21,11 +21,11 @@ from quantdesk.backtests.schemas import (
     BacktestResultOut,
 )
 from quantdesk.extensions import current_extensions
-from quantdesk.openapi import BEARER
+from quantdesk.openapi import BEARER, ApiBlueprint
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "backtests",
     __name__,
     url_prefix="/api/backtests",

@@ -6,8 +6,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Request, Response, request
-from flask_smorest import Api, Blueprint
-from webargs.flaskparser import FlaskParser
+from flask_smorest import Api
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict
 
@@ -22,7 +21,7 @@ from quantdesk.files.schemas import (
     UploadIn,
     UsageOut,
 )
-from quantdesk.openapi import BEARER
+from quantdesk.openapi import BEARER, ApiBlueprint, SchemaOnceParser
 from quantdesk.schemas import page_of, paginate
 from quantdesk.strategies.schemas import StrategyOut
 from quantdesk.web import requires_json
@@ -31,14 +30,14 @@ from quantdesk.web import requires_json
 MULTIPART_ALLOWANCE = 64 * 1024
 
 
-class _MultipartParser(FlaskParser):
+class _MultipartParser(SchemaOnceParser):
     """Reads the `files` location as the whole multipart form: file parts and text fields."""
 
     def load_files(self, req: Request, schema: Any) -> Any:
         return MultiDictProxy(CombinedMultiDict([req.files, req.form]), schema)
 
 
-class _FilesBlueprint(Blueprint):  # type: ignore[misc]
+class _FilesBlueprint(ApiBlueprint):
     ARGUMENTS_PARSER = _MultipartParser()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 
 from quantdesk.auth.tokens import current_user, current_user_id, login_required
 from quantdesk.extensions import current_extensions
@@ -27,11 +27,11 @@ from quantdesk.market.schemas import (
     WatchlistIn,
     WatchlistItemOut,
 )
-from quantdesk.openapi import BEARER
+from quantdesk.openapi import BEARER, ApiBlueprint
 from quantdesk.schemas import PageArgs, page_of, paginate
 from quantdesk.web import requires_json
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "market", __name__, url_prefix="/api/data", description="Market data: stocks, bars, lists"
 )
 _ = _tasks

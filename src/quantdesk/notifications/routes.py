@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, request
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 
 from quantdesk.auth.tokens import current_user, login_required
 from quantdesk.errors import Invalid
@@ -28,12 +28,12 @@ from quantdesk.notifications.schemas import (
     UnreadCountOut,
 )
 from quantdesk.notifications.stream import EventStream
-from quantdesk.openapi import BEARER
+from quantdesk.openapi import BEARER, ApiBlueprint
 from quantdesk.ratelimit import rate_limited
 from quantdesk.schemas import page_of, paginate
 from quantdesk.web import requires_json
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "notifications",
     __name__,
     url_prefix="/api/notifications",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 
 from quantdesk.auth.tokens import current_user, login_required
 from quantdesk.extensions import current_extensions
-from quantdesk.openapi import BEARER
+from quantdesk.openapi import BEARER, ApiBlueprint
 from quantdesk.schemas import PageArgs, page_of, paginate
 from quantdesk.strategies import paper, service
 from quantdesk.strategies import templates as builtin
@@ -33,7 +33,7 @@ from quantdesk.strategies.schemas import (
 )
 from quantdesk.web import requires_json
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "strategies", __name__, url_prefix="/api/strategies", description="Strategies and paper trading"
 )
 
