@@ -47,6 +47,12 @@ def _as_postgres(*argv: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
+def _run_as_postgres(*argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _as_postgres(*argv), cwd="/", capture_output=True, text=True, timeout=timeout
+    )
+
+
 def wait_for_port(port: int, *, up: bool, timeout: float = 30.0) -> None:
     """Until something accepts on 127.0.0.1:`port` (or, with up=False, nothing does)."""
     deadline = time.monotonic() + timeout
@@ -78,14 +84,9 @@ class PrivatePostgres:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.data, "postgres", "postgres")
-        result = subprocess.run(
-            _as_postgres(
-                *(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"),
-                *("-E", "UTF8", "--locale=C", "--no-sync"),
-            ),
-            cwd="/",
-            capture_output=True,
-            text=True,
+        result = _run_as_postgres(
+            *(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"),
+            *("-E", "UTF8", "--locale=C", "--no-sync"),
             timeout=120,
         )
         assert result.returncode == 0, result.stdout + result.stderr
@@ -95,14 +96,9 @@ class PrivatePostgres:
             f"-p {self.port} -c listen_addresses={HOST} -k {self.data} -c fsync=off "
             "-c full_page_writes=off -c max_connections=60"
         )
-        result = subprocess.run(
-            _as_postgres(
-                *(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-w"),
-                *("-t", "60", "-l", str(self.log), "start"),
-            ),
-            cwd="/",
-            capture_output=True,
-            text=True,
+        result = _run_as_postgres(
+            *(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-w"),
+            *("-t", "60", "-l", str(self.log), "start"),
             timeout=90,
         )
         assert result.returncode == 0, result.stdout + result.stderr + self.tail()
@@ -110,12 +106,8 @@ class PrivatePostgres:
 
     def stop(self, mode: str = "fast") -> None:
         """`fast` disconnects every client and shuts down cleanly; `immediate` is a crash."""
-        result = subprocess.run(
-            _as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"),
-            cwd="/",
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = _run_as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", timeout=60
         )
         assert result.returncode == 0, result.stdout + result.stderr
         wait_for_port(self.port, up=False)
@@ -159,11 +151,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     finally:
         if server.running():
             pg_ctl = str(server.bin / "pg_ctl")
-            subprocess.run(
-                _as_postgres(pg_ctl, "-D", str(server.data), "-m", "immediate", "-w", "stop"),
-                cwd="/",
-                capture_output=True,
-                timeout=60,
+            _run_as_postgres(
+                pg_ctl, "-D", str(server.data), "-m", "immediate", "-w", "stop", timeout=60
             )
         shutil.rmtree(root, ignore_errors=True)
 

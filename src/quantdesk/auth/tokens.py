@@ -134,7 +134,7 @@ class VerifiedTokenCache(JWTManager):
         if "exp" in claims:  # every token we issue has one; keep no token that never expires
             with self._lock:
                 self._verified[key] = dict(claims)
-                if len(self._verified) > self.SIZE:
+                while len(self._verified) > self.SIZE:
                     self._verified.popitem(last=False)
         return claims
 
