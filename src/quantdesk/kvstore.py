@@ -36,8 +36,6 @@ def redis_options() -> dict[str, object]:
 class KeyStore(Protocol):
     def set(self, key: str, ttl_seconds: int) -> None: ...
 
-    def exists(self, key: str) -> bool: ...
-
     def lookup(self, *keys: str) -> bool | None:
         """Whether any of `keys` exists; None if the store is not warm (never marked, or it
         lost its keys since). One round trip on Redis: it is asked on every request."""
@@ -62,7 +60,7 @@ class MemoryKeyStore:
         with self._lock:
             self._expiry[key] = time.monotonic() + max(1, ttl_seconds)
 
-    def exists(self, key: str) -> bool:
+    def _alive(self, key: str) -> bool:
         with self._lock:
             expires = self._expiry.get(key)
             if expires is None:
@@ -75,7 +73,7 @@ class MemoryKeyStore:
     def lookup(self, *keys: str) -> bool | None:
         if not self._warm:
             return None
-        return any(self.exists(key) for key in keys)
+        return any(self._alive(key) for key in keys)
 
     def ping(self) -> None:
         return None
@@ -96,9 +94,6 @@ class RedisKeyStore:
 
     def set(self, key: str, ttl_seconds: int) -> None:
         self._client.set(self._prefix + key, "1", ex=max(1, ttl_seconds))
-
-    def exists(self, key: str) -> bool:
-        return bool(self._client.exists(self._prefix + key))
 
     def lookup(self, *keys: str) -> bool | None:
         marker, *values = cast(
