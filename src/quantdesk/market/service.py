@@ -292,14 +292,17 @@ def history_json(
     `user_id` makes the user's own `user:<name>` data sets readable (get_stock).
     """
 
-    def compute() -> str:
-        stock = get_stock(session, symbol, user_id=user_id)
-        owner = user_id if stock.market == sym.Market.USER else None
+    def compute(stock: Stock) -> str:
         first, last = _window(stock, start, end)
-        return _history(session, stock, first, last, adjust, freq, owner)
+        return _history(session, stock, first, last, adjust, freq, _owner(stock, user_id))
 
     request = ("history", start, end, adjust.value, freq.value)
-    return _cached(session, cache, symbol, user_id, request, compute)
+    return _cached(session, cache, symbol, user_id, request, compute, open_ended=end is None)
+
+
+def _owner(stock: Stock, user_id: int | None) -> int | None:
+    """The owner whose data set `stock` is (a `user:` symbol), else None (shared data)."""
+    return user_id if stock.market == sym.Market.USER else None
 
 
 def _cached(
@@ -308,26 +311,33 @@ def _cached(
     symbol: str,
     user_id: int | None,
     request: tuple[Any, ...],
-    compute: Callable[[], str],
+    compute: Callable[[Stock], str],
+    *,
+    open_ended: bool,
 ) -> str:
-    """`compute()`'s answer to `request` about `symbol`, through the market cache.
+    """`compute(stock)`'s answer to `request` about `symbol`, through the market cache.
 
     A shared cache (Redis) learns of every sync, in any process, by a new token: there the
     request alone names the answer, and a hit costs no database query. An in-process cache
     cannot see a sync run by another process (the CLI's), so its key also holds the row's
     `updated_at`, which every sync of the symbol changes. A user's data set is its owner's
     alone: its key always names the owner, after the ownership check in get_stock.
+    `open_ended`: the request has no end date, so its window ends at the last bar, or today
+    for a symbol with none.
     """
-    if cache is None:
-        return compute()
-    canonical = sym.normalise(symbol)
-    if cache.shared and canonical and sym.market_of(canonical) is not sym.Market.USER:
-        # Without `end` the window ends at the last bar, or today for a symbol with none.
-        today = dt.datetime.now(dt.UTC).date() if request[2] is None else None
-        return cache.get_or_compute(canonical, (*request, today), compute)
+    canonical = sym.normalise(symbol) if cache is not None and cache.shared else None
+    if cache is not None and canonical and sym.market_of(canonical) is not sym.Market.USER:
+        today = dt.datetime.now(dt.UTC).date() if open_ended else None
+        return cache.get_or_compute(
+            canonical,
+            (*request, today),
+            lambda: compute(get_stock(session, symbol, user_id=user_id)),
+        )
     stock = get_stock(session, symbol, user_id=user_id)
-    owner = user_id if stock.market == sym.Market.USER else None
-    return cache.get_or_compute(stock.symbol, (*request, stock.updated_at, owner), compute)
+    if cache is None:
+        return compute(stock)
+    parts = (*request, stock.updated_at, _owner(stock, user_id))
+    return cache.get_or_compute(stock.symbol, parts, lambda: compute(stock))
 
 
 def _history(
@@ -404,13 +414,12 @@ def indicators_json(
     resolved = {name: analytics.resolve_params(name, params) for name in chosen}
     key = tuple(sorted((name, analytics.canonical(p)) for name, p in resolved.items()))
 
-    def compute() -> str:
-        stock = get_stock(session, symbol)
+    def compute(stock: Stock) -> str:
         first, last = _window(stock, start, end)
         return _dumps(_indicators(session, stock, chosen, params, first, last, adjust))
 
     request = ("indicators", start, end, adjust.value, key)
-    return _cached(session, cache, symbol, None, request, compute)
+    return _cached(session, cache, symbol, None, request, compute, open_ended=end is None)
 
 
 def _indicators(
