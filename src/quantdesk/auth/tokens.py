@@ -84,6 +84,11 @@ def _unauthorized(message: str) -> Response:
     return error_response(401, message, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
 
 
+def _refusal(message: str) -> Unauthorized:
+    """The same 401 as `_unauthorized`, for code that raises rather than returns."""
+    return Unauthorized(message, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+
+
 class _Warmup:
     """Loads revocations from the database into the key store when it has none (a new store,
     or Redis restarted without its data), once at a time per process; every process that finds
@@ -200,10 +205,7 @@ def current_user() -> User:
     if user is None:
         user = service.get_user(current_extensions().db.session, current_user_id())
         if user is None or not user.is_active:
-            raise Unauthorized(
-                "The token's account no longer exists or is deactivated.",
-                headers={"WWW-Authenticate": WWW_AUTHENTICATE},
-            )
+            raise _refusal("The token's account no longer exists or is deactivated.")
         g._current_user = user
     return cast(User, user)
 
@@ -212,9 +214,7 @@ def current_user_id() -> int:
     """The caller's account id, from the verified token (no database query)."""
     user_id = _user_id(get_jwt())
     if user_id is None:  # token_verification_loader refuses such tokens before any view runs
-        raise Unauthorized(
-            "The token's claims are not accepted.", headers={"WWW-Authenticate": WWW_AUTHENTICATE}
-        )
+        raise _refusal("The token's claims are not accepted.")
     return user_id
 
 
