@@ -354,17 +354,13 @@ def _backup_sqlite(url: str, out: Path) -> tuple[str, list[str]]:
     if not source_path.is_file():
         raise BackupError(f"no SQLite database at {source_path}: nothing to back up")
     try:
-        source = sqlite3.connect(source_path)
-        try:
-            copy = sqlite3.connect(out)
-            try:
-                source.backup(copy)
-                revision = _sqlite_revision(copy)
-                keys = _sqlite_keys(copy)
-            finally:
-                copy.close()
-        finally:
-            source.close()
+        with (
+            contextlib.closing(sqlite3.connect(source_path)) as source,
+            contextlib.closing(sqlite3.connect(out)) as copy,
+        ):
+            source.backup(copy)
+            revision = _sqlite_revision(copy)
+            keys = _sqlite_keys(copy)
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"cannot read the SQLite database {source_path}: {exc}") from exc
     if revision is None:
@@ -628,21 +624,15 @@ def _restore_sqlite(url: str, database: Path, manifest: Manifest) -> None:
     """Check the copy, then write it over the target page by page with the backup API, which
     takes the target's locks: a process that has it open sees the old or the new database."""
     try:
-        copy = sqlite3.connect(database)
-        try:
+        with contextlib.closing(sqlite3.connect(database)) as copy:
             if copy.execute("PRAGMA integrity_check").fetchone() != ("ok",):
                 raise BackupError("the backup's SQLite database fails its integrity check")
             if _sqlite_revision(copy) != manifest.revision:
                 raise BackupError("the backup's SQLite database is not at its manifest's revision")
             target_path = sqlite_path(url)
             target_path.parent.mkdir(parents=True, exist_ok=True)
-            target = sqlite3.connect(target_path)
-            try:
+            with contextlib.closing(sqlite3.connect(target_path)) as target:
                 copy.backup(target)
-            finally:
-                target.close()
-        finally:
-            copy.close()
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"the backup's SQLite database cannot be restored: {exc}") from exc
 
